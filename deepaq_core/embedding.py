@@ -1,0 +1,209 @@
+"""Streaming embedding of long signals with bounded memory, and the distance maths on embeddings.
+
+A signal is cut into chunks of ``chunk_s`` seconds plus ``context_s`` of context on each side;
+only each chunk's central frames are kept, so a 60-minute file never holds more than one batch of
+per-layer hidden states. What is kept for the whole file is small: the final embeddings
+[T, D] and per-layer hidden states averaged over at most ``heatmap_columns`` time bins.
+
+Frame ``k`` describes samples ``[k * hop, (k + 1) * hop)``: the backbone's receptive field is
+centred on that span. ``T = N // hop``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+
+import numpy as np
+
+from deepaq_core.errors import Cancelled
+
+
+@dataclass(frozen=True)
+class Embedded:
+    """Embeddings of one mono signal.
+
+    Attributes
+    ----------
+    frames : ndarray [T, D] float32
+        Unit-norm frame embeddings at the model's frame rate.
+    layer_bins : ndarray [L, B, H] float32
+        Per-layer hidden states averaged over bins of ``bin_frames`` frames (only frames where
+        ``valid`` is True contribute); NaN for bins without valid frames.
+    bin_frames : int
+    valid : ndarray [T] bool
+    """
+
+    frames: np.ndarray
+    layer_bins: np.ndarray
+    bin_frames: int
+    valid: np.ndarray
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.frames.shape[0])
+
+
+def bin_size(num_frames: int, max_columns: int) -> int:
+    """Frames per heatmap bin so that at most ``max_columns`` bins cover ``num_frames``."""
+    return max(1, math.ceil(num_frames / max(1, max_columns)))
+
+
+def _is_cancelled(cancel) -> bool:
+    if cancel is None:
+        return False
+    if hasattr(cancel, "is_set"):
+        return bool(cancel.is_set())
+    return bool(cancel())
+
+
+def iter_embed(
+    loaded,
+    wave: np.ndarray,
+    *,
+    chunk_s: float = 10.0,
+    context_s: float = 1.0,
+    heatmap_columns: int = 512,
+    valid_samples: tuple[int, int] | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> Generator[float, None, Embedded]:
+    """Embed a mono signal chunk by chunk; yields the fraction done, returns :class:`Embedded`.
+
+    Parameters
+    ----------
+    loaded : LoadedModel
+    wave : ndarray [N] float32 at ``loaded.model.sample_rate``
+    valid_samples : (start, stop) or None
+        Sample range holding real signal (the aligned overlap); frames outside it are marked
+        invalid and do not enter the layer bins. Default: the whole signal.
+    cancel : callable or Event, optional
+        Checked between chunks; raises :class:`~deepaq_core.errors.Cancelled`.
+    """
+    import torch
+
+    model = loaded.model
+    hop, rf = model.hop_length, model.receptive_field
+    fr = model.sample_rate / hop
+    n = int(wave.shape[-1])
+    total = n // hop
+    if total < 1:
+        raise ValueError("signal shorter than one frame")
+    core = max(1, min(int(round(chunk_s * fr)), total))
+    ctx = int(round(context_s * fr))
+    pad_left = max(0, (rf - hop) // 2)
+    seg_len = (core + 2 * ctx - 1) * hop + rf
+    n_chunks = math.ceil(total / core)
+
+    start_v, stop_v = valid_samples if valid_samples is not None else (0, n)
+    k = np.arange(total)
+    valid = (k * hop >= start_v) & ((k + 1) * hop <= stop_v)
+    bf = bin_size(total, heatmap_columns)
+    n_bins = math.ceil(total / bf)
+
+    frames = np.zeros((total, model.head.dim), dtype=np.float32)
+    layer_sum = None
+    counts = np.zeros(n_bins, dtype=np.float64)
+    padded = np.asarray(wave, dtype=np.float32)
+
+    batch: list[int] = []
+
+    def flush(chunks: list[int]) -> None:
+        nonlocal layer_sum
+        segs = np.zeros((len(chunks), seg_len), dtype=np.float32)
+        for row, c in enumerate(chunks):
+            s = (c * core - ctx) * hop - pad_left
+            lo, hi = max(s, 0), min(s + seg_len, n)
+            if hi > lo:
+                segs[row, lo - s : hi - s] = padded[lo:hi]
+        emb, hidden = loaded.run(torch.from_numpy(segs))
+        for row, c in enumerate(chunks):
+            g0 = c * core
+            m = min(core, total - g0)
+            frames[g0 : g0 + m] = emb[row, ctx : ctx + m].numpy()
+            h = hidden[:, row, ctx : ctx + m].numpy().astype(np.float64)  # [L, m, H]
+            if layer_sum is None:
+                layer_sum = np.zeros((h.shape[0], n_bins, h.shape[2]), dtype=np.float64)
+            v = valid[g0 : g0 + m]
+            if v.any():
+                bins = (np.arange(g0, g0 + m) // bf)[v]  # ascending: contiguous runs per bin
+                used, first_idx = np.unique(bins, return_index=True)
+                layer_sum[:, used] += np.add.reduceat(h[:, v], first_idx, axis=1)
+                counts[used] += np.diff(np.append(first_idx, bins.size))
+
+    step = max(1, int(getattr(loaded, "batch_size", 1)))
+    for c in range(n_chunks):
+        if _is_cancelled(cancel):
+            raise Cancelled("Scoring was cancelled.")
+        batch.append(c)
+        if len(batch) >= step or c == n_chunks - 1:
+            flush(batch)
+            batch = []
+            yield (c + 1) / n_chunks
+    with np.errstate(invalid="ignore", divide="ignore"):
+        bins_mean = (layer_sum / counts[None, :, None]).astype(np.float32)
+    return Embedded(frames=frames, layer_bins=bins_mean, bin_frames=bf, valid=valid)
+
+
+def embed(loaded, wave: np.ndarray, **kwargs) -> Embedded:
+    """Run :func:`iter_embed` to completion."""
+    gen = iter_embed(loaded, wave, **kwargs)
+    while True:
+        try:
+            next(gen)
+        except StopIteration as stop:
+            return stop.value
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    norm = np.linalg.norm(x, axis=-1, keepdims=True)
+    return x / np.maximum(norm, 1e-12)
+
+
+def frame_distances(ref: np.ndarray, deg: np.ndarray) -> np.ndarray:
+    """L2 distance per frame between two [T, D] embedding sequences, shape [T]."""
+    return np.linalg.norm(ref - deg, axis=-1).astype(np.float32)
+
+
+def window_starts(first: int, stop: int, window: int, hop: int) -> np.ndarray:
+    """Window start frames over ``[first, stop)``; one shorter window if the span is short."""
+    span = stop - first
+    if span <= window:
+        return np.array([first], dtype=np.int64)
+    return first + np.arange(0, (span - window) // hop + 1, dtype=np.int64) * hop
+
+
+def pooled_windows(frames: np.ndarray, starts: np.ndarray, window: int, stop: int) -> np.ndarray:
+    """Unit-norm mean embedding of each window ``[s, min(s + window, stop))``, shape [W, D]."""
+    csum = np.concatenate([np.zeros((1, frames.shape[1]), np.float64), np.cumsum(frames, axis=0, dtype=np.float64)])
+    ends = np.minimum(starts + window, stop)
+    sums = csum[ends] - csum[starts]
+    return _normalise(sums).astype(np.float32)
+
+
+def pooled(frames: np.ndarray) -> np.ndarray:
+    """Unit-norm mean embedding of a whole sequence, shape [D]."""
+    return _normalise(frames.astype(np.float64).mean(axis=0)).astype(np.float32)
+
+
+def layer_cosine_distance(ref_bins: np.ndarray, deg_bins: np.ndarray) -> np.ndarray:
+    """``1 - cos`` between binned hidden states per layer and bin: [L, B, H] x2 -> [L, B]."""
+    num = np.sum(ref_bins.astype(np.float64) * deg_bins, axis=-1)
+    den = np.linalg.norm(ref_bins, axis=-1) * np.linalg.norm(deg_bins, axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (1.0 - num / np.maximum(den, 1e-12)).astype(np.float32)
+
+
+def time_matrix(ref: np.ndarray, deg: np.ndarray, first: int, stop: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Distance between time-binned embeddings: ref bins (rows) x degraded bins (columns).
+
+    Returns the [M, M] matrix and the bin start frames [M], with ``M <= size`` bins over
+    ``[first, stop)``.
+    """
+    from scipy.spatial.distance import cdist
+
+    bf = bin_size(stop - first, size)
+    starts = np.arange(first, stop, bf, dtype=np.int64)
+    r = pooled_windows(ref, starts, bf, stop)
+    d = pooled_windows(deg, starts, bf, stop)
+    return cdist(r, d).astype(np.float32), starts

@@ -1,0 +1,166 @@
+"""The compact built-in backbone: an auditory (log-mel) front end and a small transformer.
+
+It runs far faster than real time on a laptop CPU and keeps MERT's interface and frame rate
+(24 kHz in, 75 frames/s out), so everything downstream (head, scoring, training) is shared.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from deepaq_core.model.backbone import Backbone
+
+
+@dataclass(frozen=True)
+class CompactConfig:
+    """Shape of the compact backbone (stored in the bundle card)."""
+
+    sample_rate: int = 24000
+    hop_length: int = 320  # 75 frames/s, as MERT
+    n_fft: int = 1024  # 42.7 ms window: resolves harmonics of low notes, still local in time
+    n_mels: int = 96
+    f_min: float = 20.0
+    f_max: float = 12000.0
+    width: int = 192
+    layers: int = 4
+    heads: int = 4
+    ff_mult: int = 2
+    conv_kernel: int = 5
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "CompactConfig":
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def mel_filterbank(n_fft: int, n_mels: int, sample_rate: int, f_min: float, f_max: float) -> torch.Tensor:
+    """Triangular HTK-mel filterbank, shape [n_mels, n_fft // 2 + 1].
+
+    Written here (a dozen lines) rather than imported from torchaudio, whose wheels must match the
+    exact torch build and are not available for every platform torch is.
+    """
+
+    def hz_to_mel(f: float) -> float:
+        return 2595.0 * math.log10(1.0 + f / 700.0)
+
+    mels = torch.linspace(hz_to_mel(f_min), hz_to_mel(f_max), n_mels + 2, dtype=torch.float64)
+    hz = 700.0 * (10.0 ** (mels / 2595.0) - 1.0)
+    bins = torch.linspace(0, sample_rate / 2, n_fft // 2 + 1, dtype=torch.float64)
+    lower, centre, upper = hz[:-2, None], hz[1:-1, None], hz[2:, None]
+    up = (bins[None, :] - lower) / (centre - lower)
+    down = (upper - bins[None, :]) / (upper - centre)
+    fb = torch.clamp(torch.minimum(up, down), min=0.0)
+    return fb.float()
+
+
+class LogMel(nn.Module):
+    """Waveform [B, N] -> log-mel power [B, T, n_mels], no centring (T = (N - n_fft) // hop + 1)."""
+
+    def __init__(self, cfg: CompactConfig) -> None:
+        super().__init__()
+        self.n_fft, self.hop = cfg.n_fft, cfg.hop_length
+        self.register_buffer("window", torch.hann_window(cfg.n_fft), persistent=False)
+        fb = mel_filterbank(cfg.n_fft, cfg.n_mels, cfg.sample_rate, cfg.f_min, cfg.f_max)
+        self.register_buffer("fb", fb, persistent=False)
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        spec = torch.stft(
+            wave.float(), self.n_fft, self.hop, window=self.window, center=False, return_complex=True
+        )
+        power = spec.real.square() + spec.imag.square()  # [B, F, T]
+        mel = torch.einsum("mf,bft->btm", self.fb, power)
+        # 1e-10 floor = -100 dB re full scale: below audibility for normalised programme material.
+        return torch.log10(mel + 1e-10)
+
+
+class CompactBackbone(Backbone):
+    """Log-mel -> two 1-D convolutions -> transformer encoder; returns every layer's states.
+
+    ``num_hidden_states = layers + 1`` (the convolutional projection, then each transformer
+    layer), mirroring MERT's "feature projection + encoder layers" list.
+    """
+
+    def __init__(self, cfg: CompactConfig | None = None) -> None:
+        super().__init__()
+        cfg = cfg or CompactConfig()
+        self.config = cfg
+        self.name = "compact"
+        self.sample_rate = cfg.sample_rate
+        self.hop_length = cfg.hop_length
+        self.receptive_field = cfg.n_fft
+        self.hidden_size = cfg.width
+        self.num_hidden_states = cfg.layers + 1
+        self.frontend = LogMel(cfg)
+        pad = cfg.conv_kernel // 2
+        self.conv = nn.Sequential(
+            nn.Conv1d(cfg.n_mels, cfg.width, cfg.conv_kernel, padding=pad),
+            nn.GELU(),
+            nn.Conv1d(cfg.width, cfg.width, cfg.conv_kernel, padding=pad),
+            nn.GELU(),
+        )
+        self.layers = nn.ModuleList(
+            nn.TransformerEncoderLayer(
+                cfg.width,
+                cfg.heads,
+                dim_feedforward=cfg.width * cfg.ff_mult,
+                dropout=0.0,
+                activation="gelu",
+                batch_first=True,
+                norm_first=True,
+            )
+            for _ in range(cfg.layers)
+        )
+
+    def forward(self, wave: torch.Tensor) -> list[torch.Tensor]:
+        """wave [B, N] at 24 kHz -> list of ``layers + 1`` tensors [B, T, width]."""
+        logmel = self.frontend(wave)
+        # A fixed affine, not a per-frame norm: a norm over bands would discard level, and level
+        # differences (after the pair's loudness matching) are part of what is audible.
+        # log10 power of roughly -10..0 for programme material maps to about -2..2.
+        x = (logmel + 5.0) / 2.5
+        x = self.conv(x.transpose(1, 2)).transpose(1, 2)
+        states = [x]
+        for layer in self.layers:
+            x = layer(x)
+            states.append(x)
+        return states
+
+
+def untrained_card(cfg: CompactConfig, d50: float) -> dict:
+    """Card of a randomly initialised compact model (the slot before a trained model exists)."""
+    return {
+        "name": "compact",
+        "version": "0.1.0-untrained",
+        "status": "untrained",
+        "description": "Compact log-mel + transformer backbone, randomly initialised (seed 0), NOT trained: "
+        "scores carry no perceptual meaning.",
+        "backbone": {"type": "compact", "config": cfg.to_dict()},
+        "sample_rate": cfg.sample_rate,
+        "frame_rate": cfg.sample_rate / cfg.hop_length,
+        "hop_length": cfg.hop_length,
+        "layers": cfg.layers + 1,
+        "embedding_dim": 256,
+        "head": {"projection": True, "dim": 256},
+        "lora": None,
+        "score_mapping": {"type": "exp2", "d50": d50, "power": 1.0,
+                          "fitted_on": "placeholder for an untrained model (see tools/make_untrained_compact.py)"},
+        "training": None,
+        "results": None,
+    }
+
+
+def build_untrained(seed: int = 0, cfg: CompactConfig | None = None):
+    """A randomly initialised compact :class:`EmbeddingModel` (deterministic for a seed)."""
+    from deepaq_core.model.head import EmbeddingHead, EmbeddingModel
+
+    torch.manual_seed(seed)
+    backbone = CompactBackbone(cfg or CompactConfig())
+    head = EmbeddingHead(backbone.num_hidden_states, backbone.hidden_size, dim=256)
+    return EmbeddingModel(backbone, head).eval()

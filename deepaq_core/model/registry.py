@@ -1,0 +1,197 @@
+"""The model ladder: which models exist, which are usable here, and loading them by name or path.
+
+Names resolve in this order:
+
+1. a path to a bundle folder (anything containing ``card.json``);
+2. a bundle folder named NAME in a user model directory (``$DEEPAQ_MODELS``, colon-separated,
+   default ``~/.local/share/deepaq/models``) — user-trained adapters such as ``mert-95m-lora``;
+3. the built-in names: ``compact`` (shipped in the package) and ``mert-95m`` / ``mert-330m`` (MERT
+   hidden states without an adapter: a layer mean, no projection, no DeePAQ training).
+
+MERT weights are looked up, without network access, in ``$DEEPAQ_MERT_DIR/<repo name>`` (e.g.
+``$DEEPAQ_MERT_DIR/MERT-v1-95M``) and then in the Hugging Face cache; only when neither has them
+is the hub asked (at the pinned revision).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from deepaq_core.errors import ModelError
+from deepaq_core.model.bundle import Bundle, read_card
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "compact"
+
+# Built-in MERT entries: hub id. The pinned revision lives in deepaq_core.model.mert.MERT_REVISIONS.
+MERT_MODELS = {
+    "mert-95m": "m-a-p/MERT-v1-95M",
+    "mert-330m": "m-a-p/MERT-v1-330M",
+}
+# Default (untrained) score mapping for MERT hidden states: d50 is a placeholder until a head is
+# trained; results from these entries are labelled "untrained".
+_MERT_PLACEHOLDER_MAPPING = {"type": "exp2", "d50": 0.1, "power": 1.0, "fitted_on": "placeholder (untrained)"}
+
+
+def builtin_dir() -> Path:
+    """Folder of the models shipped with the package."""
+    from importlib.resources import files
+
+    return Path(str(files("deepaq_resources"))) / "models"
+
+
+def user_model_dirs() -> list[Path]:
+    """User model directories, from ``$DEEPAQ_MODELS`` or the default."""
+    env = os.environ.get("DEEPAQ_MODELS")
+    if env:
+        return [Path(p).expanduser() for p in env.split(os.pathsep) if p]
+    return [Path("~/.local/share/deepaq/models").expanduser()]
+
+
+def _mert_card(name: str, hub_id: str) -> dict[str, Any]:
+    from deepaq_core.model.mert import MERT_REVISIONS
+
+    hidden = 768 if name == "mert-95m" else 1024
+    layers = (12 if name == "mert-95m" else 24) + 1
+    return {
+        "format": "deepaq-bundle",
+        "format_version": 1,
+        "name": name,
+        "version": "pretrained",
+        "status": "untrained",
+        "description": f"{hub_id} hidden states (mean over layers), no DeePAQ training",
+        "backbone": {"type": "mert", "id": hub_id, "revision": MERT_REVISIONS.get(hub_id)},
+        "sample_rate": 24000,
+        "frame_rate": 75.0,
+        "hop_length": 320,
+        "layers": layers,
+        "embedding_dim": hidden,
+        "head": {"projection": False, "dim": None},
+        "lora": None,
+        "score_mapping": dict(_MERT_PLACEHOLDER_MAPPING),
+        "training": None,
+        "results": None,
+    }
+
+
+def local_mert_path(hub_id: str) -> Path | None:
+    """A local copy of a MERT checkpoint, if one is known (``$DEEPAQ_MERT_DIR`` or the HF cache)."""
+    env = os.environ.get("DEEPAQ_MERT_DIR")
+    if env:
+        cand = Path(env).expanduser() / hub_id.split("/")[-1]
+        if (cand / "config.json").is_file():
+            return cand
+    try:
+        from huggingface_hub import snapshot_download
+
+        from deepaq_core.model.mert import MERT_REVISIONS
+
+        path = snapshot_download(hub_id, revision=MERT_REVISIONS.get(hub_id), local_files_only=True,
+                                 allow_patterns=["config.json", "preprocessor_config.json", "*.safetensors",
+                                                 "pytorch_model.bin"])
+        p = Path(path)
+        has_weights = any(p.glob("*.safetensors")) or (p / "pytorch_model.bin").is_file()
+        return p if (p / "config.json").is_file() and has_weights else None
+    except Exception:  # not cached (LocalEntryNotFoundError and friends): simply unavailable
+        return None
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One rung of the ladder as ``deepaq models`` lists it."""
+
+    name: str
+    status: str
+    available: bool
+    where: str
+    description: str
+
+
+def resolve(name_or_path: str | os.PathLike | None) -> Bundle:
+    """Find the bundle a name or path refers to (does not load weights)."""
+    name = str(name_or_path or DEFAULT_MODEL)
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return Bundle(read_card(path), path)
+    if os.sep in name or name.endswith(".json"):
+        raise ModelError(f"Model '{name}' not found: no such bundle folder.")
+    for d in user_model_dirs():
+        if (d / name / "card.json").is_file():
+            return Bundle(read_card(d / name), d / name)
+    if name == DEFAULT_MODEL:
+        folder = builtin_dir() / DEFAULT_MODEL
+        return Bundle(read_card(folder), folder)
+    if name in MERT_MODELS:
+        hub_id = MERT_MODELS[name]
+        card = _mert_card(name, hub_id)
+        local = local_mert_path(hub_id)
+        if local is not None:
+            card["backbone"]["local_path"] = str(local)
+        return Bundle(card, None)
+    known = ", ".join(e.name for e in list_models())
+    raise ModelError(f"Unknown model '{name}'; known models: {known}.")
+
+
+def list_models() -> list[ModelEntry]:
+    """Every model of the ladder with whether it can run on this machine now."""
+    out: list[ModelEntry] = []
+    try:
+        b = Bundle(read_card(builtin_dir() / DEFAULT_MODEL), builtin_dir() / DEFAULT_MODEL)
+        out.append(ModelEntry(b.name, b.card.get("status", "untrained"), True, "built-in",
+                              b.card.get("description", "")))
+    except ModelError as exc:
+        out.append(ModelEntry(DEFAULT_MODEL, "missing", False, "built-in", str(exc)))
+    for name, hub_id in MERT_MODELS.items():
+        local = local_mert_path(hub_id)
+        out.append(ModelEntry(name, "untrained", local is not None,
+                              str(local) if local else f"hub {hub_id} (not downloaded)",
+                              f"{hub_id} hidden states, no DeePAQ training"))
+    for d in user_model_dirs():
+        if not d.is_dir():
+            continue
+        for sub in sorted(d.iterdir()):
+            if (sub / "card.json").is_file():
+                try:
+                    card = read_card(sub)
+                except ModelError as exc:
+                    out.append(ModelEntry(sub.name, "invalid", False, str(sub), str(exc)))
+                    continue
+                out.append(ModelEntry(card["name"], card.get("status", "untrained"), True, str(sub),
+                                      card.get("description", "")))
+    return out
+
+
+_CACHE: dict[tuple[str, str], Any] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def load_model(name_or_path: str | os.PathLike | None = None, device: str = "auto"):
+    """Load a model of the ladder, cached per process.
+
+    Returns
+    -------
+    LoadedModel
+        The embedding model on its device with its bundle (card, provenance).
+    """
+    from deepaq_core.model.device import LoadedModel, resolve_device
+
+    bundle = resolve(name_or_path)
+    dev = resolve_device(device)
+    key = (str(bundle.folder or bundle.name), str(dev))
+    with _CACHE_LOCK:
+        if key in _CACHE:
+            return _CACHE[key]
+    from deepaq_core.model.bundle import build_model
+
+    model = build_model(bundle).to(dev)
+    loaded = LoadedModel(model=model, bundle=bundle, device=dev)
+    with _CACHE_LOCK:
+        _CACHE[key] = loaded
+    log.info("loaded model %s on %s", bundle.info().label, dev)
+    return loaded

@@ -1,0 +1,263 @@
+"""Frozen result objects: numbers with their units, time axes, scale and provenance.
+
+Every array in a result is read-only (``flags.writeable = False``) so a result can be shared
+between threads (the GUI's worker hands it to the UI thread) without copies or surprises.
+All time axes are in seconds on the **reference** timeline (0 = first reference sample).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from deepaq_core.audio import Alignment  # re-exported: results carry the alignment used
+
+SCORE_SCALE = "0-100, higher is better; 100 = indistinguishable from the reference"
+DISTANCE_UNITS = "L2 distance between unit-norm embeddings (0-2), lower is better"
+
+
+def _frozen(a: Any) -> np.ndarray:
+    arr = np.array(a, dtype=np.float32 if np.asarray(a).dtype.kind == "f" else None, copy=True)
+    arr.flags.writeable = False
+    return arr
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Which model produced a result.
+
+    ``status`` is ``"trained"`` or ``"untrained"``; an untrained model's scores carry no
+    perceptual meaning and every interface shows the status next to the name.
+    """
+
+    name: str
+    version: str
+    status: str
+    backbone: str
+    sample_rate: int
+    frame_rate: float
+    embedding_dim: int
+
+    @property
+    def label(self) -> str:
+        """Name, version and (if untrained) the status, for display."""
+        tag = f"{self.name} {self.version}"
+        return tag if self.status == "trained" else f"{tag} ({self.status})"
+
+
+@dataclass(frozen=True)
+class FileSummary:
+    """The input file a result refers to (``path`` empty for in-memory signals)."""
+
+    path: str
+    sha256: str
+    sample_rate: int
+    channels: int
+    duration_s: float
+    format: str = ""
+    bit_depth: int | None = None
+
+
+@dataclass(frozen=True)
+class QualityCurve:
+    """Time-resolved quality: one point per analysis window.
+
+    Attributes
+    ----------
+    start_s, end_s : ndarray, shape [W]
+        Window bounds in seconds (reference timeline).
+    distance : ndarray, shape [W]
+        Embedding distance of the window-pooled embeddings (0-2, lower is better).
+    score : ndarray, shape [W]
+        ``distance`` mapped to the 0-100 scale with the model's score mapping.
+    """
+
+    start_s: np.ndarray
+    end_s: np.ndarray
+    distance: np.ndarray
+    score: np.ndarray
+
+    def __post_init__(self) -> None:
+        for name in ("start_s", "end_s", "distance", "score"):
+            object.__setattr__(self, name, _frozen(getattr(self, name)))
+
+    @property
+    def centre_s(self) -> np.ndarray:
+        """Window centres in seconds, shape [W]."""
+        return (self.start_s + self.end_s) / 2
+
+    def worst(self, n: int = 3) -> list[int]:
+        """Indices of the ``n`` lowest-scoring windows that do not overlap each other."""
+        order = np.argsort(self.score, kind="stable")
+        chosen: list[int] = []
+        for i in order:
+            if any(self.start_s[i] < self.end_s[j] and self.start_s[j] < self.end_s[i] for j in chosen):
+                continue
+            chosen.append(int(i))
+            if len(chosen) == n:
+                break
+        return chosen
+
+
+@dataclass(frozen=True)
+class Heatmap:
+    """A 2-D map of embedding distances with labelled axes.
+
+    ``values[i, j]`` belongs to row ``i`` (``y`` axis) and column ``j`` (``x`` axis). Cells with no
+    data (outside the aligned overlap) are NaN.
+    """
+
+    values: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+    x_label: str
+    y_label: str
+    units: str
+
+    def __post_init__(self) -> None:
+        for name in ("values", "x", "y"):
+            object.__setattr__(self, name, _frozen(getattr(self, name)))
+
+
+@dataclass(frozen=True)
+class QualityResult:
+    """DeePAQ's verdict on one degraded file against one reference.
+
+    Attributes
+    ----------
+    score : float
+        Global quality, see :data:`SCORE_SCALE`.
+    distance : float
+        Global embedding distance (mean of the window distances), see :data:`DISTANCE_UNITS`.
+    curve : QualityCurve
+        Windowed distances and scores over time.
+    frame_distance : ndarray, shape [T]
+        Per-frame embedding distance at ``frame_rate`` (frame ``k`` starts at ``k / frame_rate`` s);
+        NaN outside the aligned overlap.
+    layer_heatmap : Heatmap
+        Backbone layer (rows) x time (columns): cosine distance of time-binned hidden states.
+    time_matrix : Heatmap
+        Reference time (rows) x degraded time (columns): distance of time-binned embeddings.
+    """
+
+    model: ModelInfo
+    reference: FileSummary
+    degraded: FileSummary
+    score: float
+    distance: float
+    curve: QualityCurve
+    frame_rate: float
+    frame_distance: np.ndarray
+    layer_heatmap: Heatmap
+    time_matrix: Heatmap
+    alignment: Alignment
+    gain_db: float
+    reference_loudness_lufs: float
+    degraded_loudness_lufs: float
+    overlap_start_s: float
+    overlap_end_s: float
+    trimmed_reference_s: float
+    trimmed_degraded_s: float
+    channel_mode: str = "mono"
+    channel_scores: tuple[float, ...] = ()
+    device: str = "cpu"
+    timings: dict[str, float] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+    score_scale: str = SCORE_SCALE
+    distance_units: str = DISTANCE_UNITS
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "frame_distance", _frozen(self.frame_distance))
+
+    def summary(self) -> dict[str, Any]:
+        """Scalar fields only (no arrays), JSON-ready."""
+        return {
+            "reference": self.reference.path,
+            "degraded": self.degraded.path,
+            "score": round(self.score, 3),
+            "distance": round(self.distance, 6),
+            "offset_ms": round(self.alignment.lag_ms, 3),
+            "offset_samples": self.alignment.lag_native_samples,
+            "offset_estimated": self.alignment.estimated,
+            "gain_db": round(self.gain_db, 3),
+            "overlap_s": [round(self.overlap_start_s, 4), round(self.overlap_end_s, 4)],
+            "trimmed_reference_s": round(self.trimmed_reference_s, 4),
+            "trimmed_degraded_s": round(self.trimmed_degraded_s, 4),
+            "channel_mode": self.channel_mode,
+            "channel_scores": [round(s, 3) for s in self.channel_scores],
+            "model": self.model.name,
+            "model_version": self.model.version,
+            "model_status": self.model.status,
+            "device": self.device,
+            "score_scale": self.score_scale,
+            "distance_units": self.distance_units,
+            "reference_sha256": self.reference.sha256,
+            "degraded_sha256": self.degraded.sha256,
+            "timings_s": {k: round(v, 4) for k, v in self.timings.items()},
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything, arrays as lists (NaN as None), JSON-ready."""
+        out = self.summary()
+        out["curve"] = {
+            "start_s": _list(self.curve.start_s),
+            "end_s": _list(self.curve.end_s),
+            "distance": _list(self.curve.distance),
+            "score": _list(self.curve.score),
+        }
+        out["frame_rate"] = self.frame_rate
+        out["model_info"] = dataclasses.asdict(self.model)
+        out["settings"] = dict(self.settings)
+        return out
+
+
+@dataclass(frozen=True)
+class NmrResult:
+    """Non-matching-reference result: a file against unrelated clean recordings.
+
+    ``distance`` is the mean, over the clean recordings, of the distance between the file's
+    time-pooled embedding and each clean recording's. It has no 0-100 mapping (the mapping is
+    fitted on matched pairs); lower means closer to clean audio.
+    """
+
+    model: ModelInfo
+    degraded: FileSummary
+    distance: float
+    per_reference: tuple[tuple[str, float], ...]
+    curve_start_s: np.ndarray
+    curve_end_s: np.ndarray
+    curve_distance: np.ndarray
+    device: str = "cpu"
+    timings: dict[str, float] = field(default_factory=dict)
+    distance_units: str = DISTANCE_UNITS
+
+    def __post_init__(self) -> None:
+        for name in ("curve_start_s", "curve_end_s", "curve_distance"):
+            object.__setattr__(self, name, _frozen(getattr(self, name)))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dictionary."""
+        return {
+            "degraded": self.degraded.path,
+            "nmr_distance": round(self.distance, 6),
+            "per_reference": [{"clean": p, "distance": round(d, 6)} for p, d in self.per_reference],
+            "model": self.model.name,
+            "model_version": self.model.version,
+            "model_status": self.model.status,
+            "distance_units": self.distance_units,
+            "curve": {
+                "start_s": _list(self.curve_start_s),
+                "end_s": _list(self.curve_end_s),
+                "distance": _list(self.curve_distance),
+            },
+            "degraded_sha256": self.degraded.sha256,
+            "timings_s": {k: round(v, 4) for k, v in self.timings.items()},
+        }
+
+
+def _list(a: np.ndarray) -> list:
+    return [None if not np.isfinite(v) else round(float(v), 6) for v in np.asarray(a).ravel()]

@@ -1,0 +1,439 @@
+"""Reference + degraded file(s) -> :class:`~deepaq_core.results.QualityResult`.
+
+Pipeline per degraded file: read and validate -> resample to the model's rate -> align to the
+reference and match loudness (:func:`deepaq_core.audio.prepare_pair`) -> place the aligned
+degraded signal on the reference timeline -> embed both (the reference once per session, cached
+by content hash) -> distances per frame, per window, per layer -> score.
+
+Quality is the embedding distance between degraded and reference (unit-norm 256-d embeddings, so
+0-2); the model's card maps it monotonically to 0-100. The global distance is the mean of the
+window distances, so it summarises the same numbers the time-resolved curve shows.
+
+Use :class:`Scorer` for several files (it keeps the model and the reference embeddings) or
+:func:`score` for one pair. Long work is a generator (:meth:`Scorer.iter_score`) yielding
+:class:`Progress` and :class:`Partial` items, so a GUI worker can show progress and results as they
+come, and cancel between chunks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass
+from typing import Any, Union
+
+import numpy as np
+
+from deepaq_core.audio import AudioBuffer, integrated_loudness, load_audio, prepare_pair
+from deepaq_core.embedding import (
+    Embedded,
+    frame_distances,
+    iter_embed,
+    layer_cosine_distance,
+    pooled,
+    pooled_windows,
+    time_matrix,
+    window_starts,
+)
+from deepaq_core.errors import AudioError
+from deepaq_core.results import FileSummary, Heatmap, NmrResult, QualityCurve, QualityResult
+
+log = logging.getLogger(__name__)
+
+AudioInput = Union[str, os.PathLike, AudioBuffer]
+NMR_TARGET_LUFS = -23.0  # EBU R128 programme level; NMR has no pair to match, so both go here
+
+
+@dataclass(frozen=True)
+class ScoreSettings:
+    """User settings that change a result (stored in every result).
+
+    Attributes
+    ----------
+    align : bool
+        Estimate and compensate the degraded file's delay (up to ``max_lag_s``).
+    lag_ms : float or None
+        Use this delay instead of estimating it (convention ``degraded[n + lag] ~ reference[n]``).
+    match_loudness : bool
+        Scale the degraded signal to the reference's BS.1770 integrated loudness.
+    channels : {"mono", "each"}
+        Score the mono downmix, or each channel separately (the result averages the channels).
+    window_s, hop_s : float
+        Window length and hop of the quality curve, seconds.
+    chunk_s, context_s : float
+        Streaming chunk length and the context added on each side, seconds.
+    heatmap_columns, matrix_size : int
+        Maximum time bins of the layer heatmap and of the time x time matrix.
+    """
+
+    align: bool = True
+    lag_ms: float | None = None
+    match_loudness: bool = True
+    channels: str = "mono"
+    window_s: float = 3.0
+    hop_s: float = 0.5
+    chunk_s: float = 10.0
+    context_s: float = 1.0
+    heatmap_columns: int = 512
+    matrix_size: int = 256
+    max_lag_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.channels not in ("mono", "each"):
+            raise ValueError("channels must be 'mono' or 'each'")
+        if self.window_s <= 0 or self.hop_s <= 0:
+            raise ValueError("window_s and hop_s must be positive")
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A progress report: ``fraction`` of all work (0-1) and what is happening."""
+
+    fraction: float
+    message: str
+
+
+@dataclass(frozen=True)
+class Partial:
+    """A finished result for degraded file number ``index`` (in the order given)."""
+
+    index: int
+    result: QualityResult
+
+
+ProgressCallback = Callable[[float, str], None]
+
+
+def _summary(buf: AudioBuffer, fallback_rate: int) -> FileSummary:
+    info = buf.info
+    if info is None:
+        import hashlib
+
+        digest = hashlib.sha256(np.ascontiguousarray(buf.samples).tobytes()).hexdigest()
+        return FileSummary("", digest, fallback_rate, buf.channels, buf.duration_s)
+    return FileSummary(info.path, info.sha256, info.sample_rate, info.channels, info.duration_s,
+                       info.format, info.bit_depth)
+
+
+class Scorer:
+    """Scores degraded files against references with one model; caches reference embeddings.
+
+    Parameters
+    ----------
+    model : str or path
+        A model of the ladder (``deepaq models``) or a bundle folder. Default: the built-in one.
+    device : str
+        ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ...
+    settings : ScoreSettings
+    """
+
+    def __init__(self, model: str | os.PathLike | None = None, device: str = "auto",
+                 settings: ScoreSettings | None = None, cache_size: int = 4) -> None:
+        from deepaq_core.model.registry import load_model
+
+        t0 = time.perf_counter()
+        self.loaded = load_model(model, device)
+        self.model_load_s = time.perf_counter() - t0
+        self.settings = settings or ScoreSettings()
+        self._cache: OrderedDict[tuple, Embedded] = OrderedDict()
+        self._cache_size = cache_size
+
+    @property
+    def sample_rate(self) -> int:
+        return self.loaded.model.sample_rate
+
+    @property
+    def info(self):
+        return self.loaded.info
+
+    # -- inputs -----------------------------------------------------------------------------
+    def load(self, source: AudioInput, channels: str | None = None) -> AudioBuffer:
+        """Read (or take) audio at the model's rate; mono or all channels per settings."""
+        mode = "mono" if (channels or self.settings.channels) == "mono" else "all"
+        if isinstance(source, AudioBuffer):
+            buf = source
+            if buf.sample_rate != self.sample_rate:
+                from deepaq_core.audio import resample
+
+                buf = AudioBuffer(resample(buf.samples, buf.sample_rate, self.sample_rate), self.sample_rate, buf.info)
+            if mode == "mono" and buf.channels > 1:
+                buf = AudioBuffer(buf.samples.mean(axis=0, keepdims=True), buf.sample_rate, buf.info)
+            return buf
+        return load_audio(source, target_rate=self.sample_rate, channels=mode)
+
+    # -- embedding with a cache -------------------------------------------------------------
+    def _iter_reference(self, ref: AudioBuffer, summary: FileSummary, channel: int, cancel):
+        s = self.settings
+        key = (summary.sha256, channel, ref.samples.shape[1], s.chunk_s, s.context_s, s.heatmap_columns)
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        emb = yield from iter_embed(self.loaded, ref.samples[channel], chunk_s=s.chunk_s, context_s=s.context_s,
+                                    heatmap_columns=s.heatmap_columns, cancel=cancel)
+        self._cache[key] = emb
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return emb
+
+    # -- the main generator -----------------------------------------------------------------
+    def iter_score(self, reference: AudioInput, degraded: Sequence[AudioInput], cancel=None
+                   ) -> Generator[Progress | Partial, None, list[QualityResult]]:
+        """Score several degraded inputs against one reference, step by step.
+
+        Yields :class:`Progress` (fraction of the whole job) and one :class:`Partial` per finished
+        degraded input; returns the list of results. ``cancel`` (callable or Event) is checked
+        between chunks and raises :class:`~deepaq_core.errors.Cancelled`.
+        """
+        s = self.settings
+        t_load = time.perf_counter()
+        ref = self.load(reference)
+        ref_summary = _summary(ref, self.sample_rate)
+        ref_load_s = time.perf_counter() - t_load
+        n_ch = ref.channels
+        n_jobs = len(degraded)
+        # Work units: reference embedding (1 per channel) + each degraded embedding (1 per channel).
+        units = n_ch * (1 + n_jobs)
+        done = 0.0
+
+        def frac(x: float) -> float:
+            return min(1.0, (done + x) / units)
+
+        yield Progress(0.0, f"Embedding reference {os.path.basename(ref_summary.path) or '(memory)'}")
+        ref_embs: list[Embedded] = []
+        t0 = time.perf_counter()
+        for ch in range(n_ch):
+            gen = self._iter_reference(ref, ref_summary, ch, cancel)
+            try:
+                while True:
+                    yield Progress(frac(next(gen)), "Embedding reference")
+            except StopIteration as stop:
+                ref_embs.append(stop.value)
+            done += 1
+        ref_embed_s = time.perf_counter() - t0
+
+        results: list[QualityResult] = []
+        for idx, item in enumerate(degraded):
+            t_start = time.perf_counter()
+            deg = self.load(item, channels="mono" if n_ch == 1 else "each")
+            deg_summary = _summary(deg, self.sample_rate)
+            if deg.channels != n_ch:
+                raise AudioError(
+                    f"'{os.path.basename(deg_summary.path) or 'degraded'}' has {deg.channels} channels but the "
+                    f"reference has {n_ch}; per-channel scoring needs equal channel counts."
+                )
+            name = os.path.basename(deg_summary.path) or f"degraded #{idx + 1}"
+            pair = prepare_pair(ref, deg, align=s.align, lag_ms=s.lag_ms, match_loudness=s.match_loudness,
+                                max_lag_s=s.max_lag_s)
+            t_prep = time.perf_counter()
+            lag = pair.alignment.lag_samples
+            n_ref = ref.samples.shape[1]
+            first = max(0, -lag)
+            stop = first + pair.degraded.samples.shape[1]
+            if stop > n_ref:  # defensive: prepare_pair trims to the overlap
+                raise RuntimeError("aligned degraded signal exceeds the reference timeline")
+            per_channel = []
+            for ch in range(n_ch):
+                timeline = np.zeros(n_ref, dtype=np.float32)
+                timeline[first:stop] = pair.degraded.samples[ch]
+                gen = iter_embed(self.loaded, timeline, chunk_s=s.chunk_s, context_s=s.context_s,
+                                 heatmap_columns=s.heatmap_columns, valid_samples=(first, stop), cancel=cancel)
+                try:
+                    while True:
+                        yield Progress(frac(next(gen) * (ch + 1) / n_ch), f"Embedding {name}")
+                except StopIteration as st:
+                    per_channel.append(st.value)
+            done += n_ch
+            t_emb = time.perf_counter()
+            result = self._compose(ref_embs, per_channel, ref_summary, deg_summary, pair)
+            timings = {
+                "reference_load_s": ref_load_s, "reference_embed_s": ref_embed_s,
+                "load_align_s": t_prep - t_start, "embed_s": t_emb - t_prep,
+                "total_s": time.perf_counter() - t_start, "model_load_s": self.model_load_s,
+            }
+            result = dataclasses.replace(result, timings=timings)
+            results.append(result)
+            yield Partial(idx, result)
+        yield Progress(1.0, "Done")
+        return results
+
+    def _compose(self, ref_embs: list[Embedded], deg_embs: list[Embedded], ref_summary: FileSummary,
+                 deg_summary: FileSummary, pair) -> QualityResult:
+        s = self.settings
+        bundle = self.loaded.bundle
+        mapping = bundle.card["score_mapping"]
+        from deepaq_core.model.bundle import score_from_distance
+
+        fr = self.loaded.model.frame_rate
+        valid = deg_embs[0].valid
+        idx = np.flatnonzero(valid)
+        if idx.size == 0:
+            raise AudioError(f"'{os.path.basename(deg_summary.path)}' does not overlap the reference after alignment.")
+        first, stop = int(idx[0]), int(idx[-1]) + 1
+        win = max(1, int(round(s.window_s * fr)))
+        hop = max(1, int(round(s.hop_s * fr)))
+        starts = window_starts(first, stop, win, hop)
+
+        curves, frame_d, layer_maps, mats, ch_dist = [], [], [], [], []
+        for r, d in zip(ref_embs, deg_embs):
+            wr = pooled_windows(r.frames, starts, win, stop)
+            wd = pooled_windows(d.frames, starts, win, stop)
+            curves.append(np.linalg.norm(wr - wd, axis=-1))
+            fd = frame_distances(r.frames, d.frames)
+            fd[~d.valid] = np.nan
+            frame_d.append(fd)
+            layer_maps.append(layer_cosine_distance(r.layer_bins, d.layer_bins))
+            m, mstarts = time_matrix(r.frames, d.frames, first, stop, s.matrix_size)
+            mats.append(m)
+            ch_dist.append(float(np.mean(curves[-1])))
+        curve_d = np.mean(curves, axis=0)
+        distance = float(np.mean(curve_d))
+        ends = np.minimum(starts + win, stop)
+        curve = QualityCurve(start_s=starts / fr, end_s=ends / fr, distance=curve_d,
+                             score=score_from_distance(curve_d, mapping))
+        bf = ref_embs[0].bin_frames
+        layer_values = np.mean(layer_maps, axis=0)
+        n_layers = layer_values.shape[0]
+        layer_heatmap = Heatmap(values=layer_values, x=np.arange(layer_values.shape[1]) * bf / fr,
+                                y=np.arange(n_layers), x_label="time (s)", y_label="layer",
+                                units="cosine distance of time-binned hidden states (1 - cos)")
+        tm = Heatmap(values=np.mean(mats, axis=0), x=mstarts / fr, y=mstarts / fr,
+                     x_label="degraded time, aligned (s)", y_label="reference time (s)", units="embedding L2 distance")
+        multi = len(ch_dist) > 1
+        return QualityResult(
+            model=bundle.info(),
+            reference=ref_summary,
+            degraded=deg_summary,
+            score=float(score_from_distance(distance, mapping)),
+            distance=distance,
+            curve=curve,
+            frame_rate=fr,
+            frame_distance=np.nanmean(frame_d, axis=0) if multi else frame_d[0],
+            layer_heatmap=layer_heatmap,
+            time_matrix=tm,
+            alignment=pair.alignment,
+            gain_db=float(pair.gain_db),
+            reference_loudness_lufs=float(pair.reference_loudness_lufs),
+            degraded_loudness_lufs=float(pair.degraded_loudness_lufs),
+            overlap_start_s=first / fr,
+            overlap_end_s=stop / fr,
+            trimmed_reference_s=float(pair.trimmed_reference_s),
+            trimmed_degraded_s=float(pair.trimmed_degraded_s),
+            channel_mode=s.channels,
+            channel_scores=tuple(float(score_from_distance(x, mapping)) for x in ch_dist) if multi else (),
+            device=str(self.loaded.device),
+            settings=dataclasses.asdict(s),
+        )
+
+    # -- conveniences -----------------------------------------------------------------------
+    def score_many(self, reference: AudioInput, degraded: Sequence[AudioInput],
+                   progress: ProgressCallback | None = None, cancel=None) -> list[QualityResult]:
+        """Score several degraded inputs against one reference (reference embedded once)."""
+        return _drain(self.iter_score(reference, degraded, cancel=cancel), progress)
+
+    def score(self, reference: AudioInput, degraded: AudioInput, progress: ProgressCallback | None = None,
+              cancel=None) -> QualityResult:
+        """Score one degraded input against a reference."""
+        return self.score_many(reference, [degraded], progress, cancel)[0]
+
+    def iter_nmr(self, degraded: AudioInput, clean: Sequence[AudioInput], cancel=None
+                 ) -> Generator[Progress, None, NmrResult]:
+        """Non-matching reference: distance of a file to unrelated clean recordings.
+
+        Every signal is normalised to -23 LUFS (there is no pair to match). The file's
+        time-pooled embedding is compared with each clean recording's; the curve compares each
+        window of the file with the clean recordings' pooled embeddings (mean over recordings).
+        """
+        if not clean:
+            raise AudioError("Non-matching-reference scoring needs at least one clean recording.")
+        s = self.settings
+        t0 = time.perf_counter()
+        units = len(clean) + 1
+        clean_pooled: list[tuple[str, np.ndarray]] = []
+        for i, item in enumerate(clean):
+            buf = _normalised(self.load(item, channels="mono"))
+            summ = _summary(buf, self.sample_rate)
+            key = ("nmr", summ.sha256, buf.samples.shape[1], s.chunk_s, s.context_s)
+            if key in self._cache:
+                emb = self._cache[key]
+            else:
+                gen = iter_embed(self.loaded, buf.samples[0], chunk_s=s.chunk_s, context_s=s.context_s,
+                                 heatmap_columns=1, cancel=cancel)
+                try:
+                    while True:
+                        yield Progress((i + next(gen)) / units, f"Embedding clean {os.path.basename(summ.path)}")
+                except StopIteration as st:
+                    emb = st.value
+                self._cache[key] = emb
+            clean_pooled.append((summ.path, pooled(emb.frames)))
+        deg = _normalised(self.load(degraded, channels="mono"))
+        deg_summary = _summary(deg, self.sample_rate)
+        gen = iter_embed(self.loaded, deg.samples[0], chunk_s=s.chunk_s, context_s=s.context_s,
+                         heatmap_columns=1, cancel=cancel)
+        try:
+            while True:
+                yield Progress((len(clean) + next(gen)) / units, "Embedding test file")
+        except StopIteration as st:
+            emb = st.value
+        fr = self.loaded.model.frame_rate
+        p = pooled(emb.frames)
+        per_ref = tuple((path, float(np.linalg.norm(p - c))) for path, c in clean_pooled)
+        win = max(1, int(round(s.window_s * fr)))
+        hop = max(1, int(round(s.hop_s * fr)))
+        starts = window_starts(0, emb.num_frames, win, hop)
+        w = pooled_windows(emb.frames, starts, win, emb.num_frames)
+        cmat = np.stack([c for _, c in clean_pooled])
+        curve = np.linalg.norm(w[:, None, :] - cmat[None, :, :], axis=-1).mean(axis=1)
+        yield Progress(1.0, "Done")
+        return NmrResult(
+            model=self.loaded.bundle.info(), degraded=deg_summary,
+            distance=float(np.mean([d for _, d in per_ref])), per_reference=per_ref,
+            curve_start_s=starts / fr, curve_end_s=np.minimum(starts + win, emb.num_frames) / fr,
+            curve_distance=curve, device=str(self.loaded.device),
+            timings={"total_s": time.perf_counter() - t0},
+        )
+
+    def nmr(self, degraded: AudioInput, clean: Sequence[AudioInput], progress: ProgressCallback | None = None,
+            cancel=None) -> NmrResult:
+        """Run :meth:`iter_nmr` to completion."""
+        return _drain(self.iter_nmr(degraded, clean, cancel=cancel), progress)
+
+
+def _normalised(buf: AudioBuffer) -> AudioBuffer:
+    lufs = integrated_loudness(buf.samples, buf.sample_rate)
+    if not np.isfinite(lufs):
+        return buf
+    gain = 10.0 ** ((NMR_TARGET_LUFS - lufs) / 20.0)
+    return AudioBuffer((buf.samples * gain).astype(np.float32), buf.sample_rate, buf.info)
+
+
+def _drain(gen: Generator, progress: ProgressCallback | None) -> Any:
+    while True:
+        try:
+            item = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        if isinstance(item, Progress) and progress is not None:
+            progress(item.fraction, item.message)
+
+
+def score(reference: AudioInput, degraded: AudioInput, *, model: str | None = None, device: str = "auto",
+          settings: ScoreSettings | None = None, progress: ProgressCallback | None = None,
+          cancel=None) -> QualityResult:
+    """Score one degraded file against a reference (see :class:`Scorer` for several files).
+
+    Parameters
+    ----------
+    reference, degraded : path or AudioBuffer
+        Any readable audio (8-192 kHz, 1-8 channels); in-memory buffers at any rate.
+    model : str, optional
+        Ladder name or bundle path; default the built-in model.
+
+    Returns
+    -------
+    QualityResult
+    """
+    return Scorer(model, device, settings).score(reference, degraded, progress=progress, cancel=cancel)
