@@ -165,12 +165,17 @@ def frame_distances(ref: np.ndarray, deg: np.ndarray) -> np.ndarray:
     return np.linalg.norm(ref - deg, axis=-1).astype(np.float32)
 
 
-def window_starts(first: int, stop: int, window: int, hop: int) -> np.ndarray:
-    """Window start frames over ``[first, stop)``; one shorter window if the span is short."""
+def window_starts(first: int, stop: int, window: int, hop: float) -> np.ndarray:
+    """Window start frames over ``[first, stop)``; one shorter window if the span is short.
+
+    ``hop`` may be fractional (0.5 s at 75 frames/s is 37.5 frames): starts are rounded from
+    exact multiples, so the curve keeps the requested hop on average with no drift.
+    """
     span = stop - first
     if span <= window:
         return np.array([first], dtype=np.int64)
-    return first + np.arange(0, (span - window) // hop + 1, dtype=np.int64) * hop
+    count = int(np.floor((span - window) / hop + 1e-9)) + 1
+    return first + np.round(np.arange(count) * hop).astype(np.int64)
 
 
 def pooled_windows(frames: np.ndarray, starts: np.ndarray, window: int, stop: int) -> np.ndarray:

@@ -237,7 +237,10 @@ class Scorer:
                 raise RuntimeError("aligned degraded signal exceeds the reference timeline")
             per_channel = []
             for ch in range(n_ch):
-                timeline = np.zeros(n_ref, dtype=np.float32)
+                # Outside the overlap the degraded file has no counterpart; the reference fills
+                # it so that context windows near the edges see no artificial silence. Those
+                # frames are masked anyway; this keeps the frames just inside the edges honest.
+                timeline = ref.samples[ch].copy()
                 timeline[first:stop] = pair.degraded.samples[ch]
                 gen = iter_embed(self.loaded, timeline, chunk_s=s.chunk_s, context_s=s.context_s,
                                  heatmap_columns=s.heatmap_columns, valid_samples=(first, stop), cancel=cancel)
@@ -274,7 +277,7 @@ class Scorer:
             raise AudioError(f"'{os.path.basename(deg_summary.path)}' does not overlap the reference after alignment.")
         first, stop = int(idx[0]), int(idx[-1]) + 1
         win = max(1, int(round(s.window_s * fr)))
-        hop = max(1, int(round(s.hop_s * fr)))
+        hop = max(1.0, s.hop_s * fr)
         starts = window_starts(first, stop, win, hop)
 
         curves, frame_d, layer_maps, mats, ch_dist = [], [], [], [], []
@@ -382,7 +385,7 @@ class Scorer:
         p = pooled(emb.frames)
         per_ref = tuple((path, float(np.linalg.norm(p - c))) for path, c in clean_pooled)
         win = max(1, int(round(s.window_s * fr)))
-        hop = max(1, int(round(s.hop_s * fr)))
+        hop = max(1.0, s.hop_s * fr)
         starts = window_starts(0, emb.num_frames, win, hop)
         w = pooled_windows(emb.frames, starts, win, emb.num_frames)
         cmat = np.stack([c for _, c in clean_pooled])

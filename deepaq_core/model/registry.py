@@ -162,7 +162,8 @@ def list_models() -> list[ModelEntry]:
                 except ModelError as exc:
                     out.append(ModelEntry(sub.name, "invalid", False, str(sub), str(exc)))
                     continue
-                out.append(ModelEntry(card["name"], card.get("status", "untrained"), True, str(sub),
+                # Listed (and resolved) by folder name, so what is listed is what --model accepts.
+                out.append(ModelEntry(sub.name, card.get("status", "untrained"), True, str(sub),
                                       card.get("description", "")))
     return out
 

@@ -1,0 +1,285 @@
+"""Reading audio files: header inspection, hashing and block-wise decoding."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import os
+import re
+
+import numpy as np
+import soundfile as sf
+
+from deepaq_core.errors import AudioError
+
+from . import ffmpeg
+from .buffer import AudioBuffer, AudioInfo
+from .resample import BlockResampler
+from .validate import (
+    MAX_SAMPLE_RATE,
+    MIN_SAMPLE_RATE,
+    check_duration,
+    check_finite_block,
+    check_format,
+    check_not_silent,
+    display_name,
+)
+
+logger = logging.getLogger(__name__)
+
+_HASH_BLOCK = 1 << 20  # 1 MiB
+# ~1.4 s at 48 kHz: large enough that per-block Python overhead is negligible, small enough that
+# an 8-channel float32 block stays around 2 MiB.
+_READ_BLOCK_FRAMES = 1 << 16
+
+_SUBTYPE_BITS = re.compile(r"^(?:PCM|ALAC|DPCM|DWVW)_[SU]?(\d+)$")
+
+
+def _resolve(path: str | os.PathLike) -> str:
+    """Return the absolute path, raising AudioError if it is not a readable regular file."""
+    try:
+        text = os.fspath(path)
+    except TypeError as exc:
+        raise TypeError(f"path must be str or os.PathLike, got {type(path).__name__}") from exc
+    full = os.path.abspath(os.path.expanduser(text))
+    label = display_name(full)
+    if os.path.isdir(full):
+        raise AudioError(f"Cannot read '{label}': it is a directory, not an audio file.")
+    if not os.path.exists(full):
+        raise AudioError(f"Cannot read '{label}': file not found.")
+    if not os.access(full, os.R_OK):
+        raise AudioError(f"Cannot read '{label}': permission denied.")
+    return full
+
+
+def _os_error(path: str, exc: OSError) -> AudioError:
+    reason = (exc.strerror or type(exc).__name__).rstrip(".").lower()
+    return AudioError(f"Cannot read '{display_name(path)}': {reason}.")
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hash a file's bytes, reading 1 MiB at a time.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        File to hash.
+
+    Returns
+    -------
+    str
+        Lower-case hex SHA-256 digest (64 characters).
+
+    Raises
+    ------
+    AudioError
+        If the file is missing, a directory, or unreadable.
+    """
+    full = _resolve(path)
+    digest = hashlib.sha256()
+    try:
+        with open(full, "rb") as fh:
+            while block := fh.read(_HASH_BLOCK):
+                digest.update(block)
+    except OSError as exc:
+        raise _os_error(full, exc) from exc
+    return digest.hexdigest()
+
+
+def _bit_depth(subtype: str) -> int | None:
+    if subtype == "FLOAT":
+        return 32
+    if subtype == "DOUBLE":
+        return 64
+    match = _SUBTYPE_BITS.match(subtype)
+    return int(match.group(1)) if match else None
+
+
+def _sndfile_info(path: str):  # -> soundfile's info object, or None
+    """Return libsndfile's header info, or None if libsndfile cannot open the file."""
+    try:
+        return sf.info(path)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+        # soundfile raises LibsndfileError (a RuntimeError) for unknown or corrupt formats.
+        logger.debug("libsndfile cannot open %s: %s", path, exc)
+        return None
+    except OSError as exc:
+        raise _os_error(path, exc) from exc
+
+
+def _no_ffmpeg(path: str) -> AudioError:
+    return AudioError(
+        f"'{display_name(path)}' is not a format libsndfile can read, and decoding it needs ffmpeg, "
+        "which was not found on PATH."
+    )
+
+
+# Extensions that are certainly audio containers libsndfile does not read: for these, a missing
+# ffmpeg is the real problem and the message should say so.
+_FFMPEG_EXTENSIONS = {
+    ".m4a", ".mp4", ".aac", ".opus", ".webm", ".mka", ".mkv", ".wma",
+    ".ac3", ".eac3", ".alac", ".ape", ".wv", ".amr", ".3gp", ".mov",
+}  # fmt: skip
+
+
+def read_info(path: str | os.PathLike) -> AudioInfo:
+    """Describe an audio file without decoding it.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Audio file. WAV/FLAC/OGG/MP3 (and the other libsndfile formats) are read directly; other
+        formats need ``ffmpeg``/``ffprobe`` on PATH.
+
+    Returns
+    -------
+    AudioInfo
+        Header information and the SHA-256 of the file bytes. ``frames`` is exact for libsndfile
+        formats and estimated from the container duration for ffmpeg formats.
+
+    Raises
+    ------
+    AudioError
+        If the path is missing, a directory, empty, unreadable, or not decodable audio.
+    """
+    full = _resolve(path)
+    label = display_name(full)
+    try:
+        size = os.path.getsize(full)
+    except OSError as exc:
+        raise _os_error(full, exc) from exc
+    if size == 0:
+        raise AudioError(f"'{label}' is an empty file (0 bytes), not audio.")
+    sha = file_sha256(full)
+
+    info = _sndfile_info(full)
+    if info is not None and info.samplerate > 0 and info.channels > 0:
+        frames = max(int(info.frames), 0)
+        return AudioInfo(
+            path=full,
+            sample_rate=int(info.samplerate),
+            channels=int(info.channels),
+            frames=frames,
+            duration_s=frames / info.samplerate,
+            format=str(info.format),
+            subtype=str(info.subtype or ""),
+            bit_depth=_bit_depth(str(info.subtype or "")),
+            sha256=sha,
+        )
+
+    if not ffmpeg.tools_available():
+        if os.path.splitext(full)[1].lower() in _FFMPEG_EXTENSIONS:
+            raise _no_ffmpeg(full)
+        raise AudioError(
+            f"'{label}' is not an audio file that can be decoded (ffmpeg, which reads more formats, is not installed)."
+        )
+    probed = ffmpeg.probe(full)
+    return AudioInfo(
+        path=full,
+        sample_rate=probed.sample_rate,
+        channels=probed.channels,
+        frames=probed.frames,
+        duration_s=probed.frames / probed.sample_rate,
+        format=probed.format,
+        subtype=probed.codec.upper(),
+        bit_depth=probed.bit_depth,
+        sha256=sha,
+    )
+
+
+def load_audio(path: str | os.PathLike, target_rate: int | None = None, channels: str = "mono") -> AudioBuffer:
+    """Decode, validate and optionally downmix/resample an audio file.
+
+    Decoding runs block by block: each block is downmixed (if ``channels="mono"``) and fed to a
+    streaming soxr resampler before the next is read, so a long multichannel file never exists
+    as a float64 or full multichannel copy.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Audio file: any libsndfile format (WAV, FLAC, OGG Vorbis/Opus, MP3, AIFF, ...) or, when
+        ``ffmpeg`` is installed, anything ffmpeg decodes (M4A/AAC, WebM, WMA, ...). 8-192 kHz,
+        1-8 channels, integer or float samples.
+    target_rate : int or None
+        Output rate in Hz (8000-192000); None keeps the file's native rate.
+    channels : {"mono", "all"}
+        ``"mono"`` averages all channels into one (``C = 1``); ``"all"`` keeps them.
+
+    Returns
+    -------
+    AudioBuffer
+        float32 samples ``[C, N]`` at ``target_rate`` (or the native rate), with ``info``
+        describing the file (``frames`` updated to the exact decoded count for ffmpeg formats).
+
+    Raises
+    ------
+    AudioError
+        If the file cannot be read or decoded, or fails :func:`validate_signal`'s checks (rate,
+        channel count, length, NaN/Inf, silence).
+    ValueError
+        For an invalid ``channels`` or ``target_rate`` argument.
+    """
+    if channels not in ("mono", "all"):
+        raise ValueError(f"channels must be 'mono' or 'all', got {channels!r}")
+    if target_rate is not None and not MIN_SAMPLE_RATE <= int(target_rate) <= MAX_SAMPLE_RATE:
+        raise ValueError(f"target_rate must be within {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz, got {target_rate}")
+
+    info = read_info(path)
+    # Header checks first: reject a 4 kHz or 16-channel file before decoding an hour of it.
+    check_format(info.sample_rate, info.channels, info.path)
+    out_rate = int(target_rate) if target_rate is not None else info.sample_rate
+    converter = BlockResampler(info.sample_rate, out_rate, info.channels, channels == "mono", info.frames)
+
+    # libsndfile's format names ("WAV", "MP3") are upper-case keys of available_formats();
+    # ffprobe's ("mov,mp4,...", "aac") never are, so this tells which decoder described the file.
+    if info.format in sf.available_formats():
+        check_duration(info.frames, info.sample_rate, info.path)
+        blocks = _sndfile_blocks(info.path)
+    else:
+        blocks = ffmpeg.decode_blocks(info.path, info.sample_rate, info.channels)
+
+    # NaN/Inf and peak are checked on the native blocks: after resampling a single NaN would have
+    # smeared over the filter length and an Inf would have turned into NaN.
+    peak = 0.0
+    try:
+        for block in blocks:
+            peak = max(peak, check_finite_block(block, info.path))
+            converter.push(block)
+    finally:
+        # On an early error, close now: the file handle / ffmpeg process must not live on in a
+        # traceback until garbage collection.
+        blocks.close()
+    converter.push(np.zeros((0, info.channels), dtype=np.float32), last=True)
+    samples = converter.result()
+
+    if converter.frames_in != info.frames:
+        # ffmpeg formats only carry an estimate; libsndfile's MP3 count can also be approximate.
+        logger.debug("%s: header said %d frames, decoded %d", info.path, info.frames, converter.frames_in)
+        info = dataclasses.replace(
+            info, frames=converter.frames_in, duration_s=converter.frames_in / info.sample_rate
+        )
+    check_duration(converter.frames_in, info.sample_rate, info.path)
+    check_not_silent(peak, info.path)
+    logger.debug(
+        "loaded %s: %s/%s %d Hz x%d, %.2f s -> [%d, %d] at %d Hz",
+        info.path, info.format, info.subtype, info.sample_rate, info.channels, info.duration_s,
+        samples.shape[0], samples.shape[1], out_rate,
+    )  # fmt: skip
+    return AudioBuffer(samples=samples, sample_rate=out_rate, info=info)
+
+
+def _sndfile_blocks(path: str):
+    """Yield float32 ``[n, C]`` blocks from libsndfile, mapping its errors to AudioError."""
+    try:
+        with sf.SoundFile(path) as fh:
+            while True:
+                block = fh.read(_READ_BLOCK_FRAMES, dtype="float32", always_2d=True)
+                if block.shape[0] == 0:
+                    break
+                yield block
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        logger.debug("libsndfile failed decoding %s: %s", path, exc)
+        raise AudioError(f"'{display_name(path)}' is damaged or truncated and cannot be decoded.") from exc
+    except OSError as exc:
+        raise _os_error(path, exc) from exc

@@ -1,0 +1,1 @@
+"""Models: backbones (MERT on stock transformers, compact built-in), LoRA, embedding head, bundles."""

@@ -1,0 +1,205 @@
+"""Scoring behaviour on generated signals with the built-in model."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from deepaq_core.audio import AudioBuffer
+from deepaq_core.embedding import embed
+from deepaq_core.errors import AudioError, Cancelled
+from deepaq_core.model.backbone import Backbone
+from deepaq_core.scoring import Partial, Progress, ScoreSettings, Scorer
+from tests.conftest import music_like
+
+
+@pytest.fixture(scope="module")
+def scorer():
+    return Scorer(device="cpu")
+
+
+def test_identical_files_are_transparent(scorer, signals):
+    r = scorer.score(signals["ref"], signals["same"])
+    assert r.distance == pytest.approx(0.0, abs=1e-6)
+    assert r.score == pytest.approx(100.0, abs=1e-4)
+    assert np.nanmax(r.frame_distance) < 1e-5
+    assert np.all(r.curve.score > 99.99)
+    assert r.alignment.lag_samples == 0
+    assert r.gain_db == pytest.approx(0.0, abs=1e-3)
+
+
+def test_result_is_complete_and_frozen(scorer, signals):
+    r = scorer.score(signals["ref"], signals["lp"])
+    assert 0.0 < r.distance <= 2.0
+    assert 0.0 <= r.score < 100.0
+    # 6 s at 75 frames/s
+    assert r.frame_rate == pytest.approx(75.0)
+    assert r.frame_distance.shape == (450,)
+    # curve: 3 s windows, 0.5 s hop over 6 s -> 7 windows
+    assert r.curve.start_s.shape == (7,)
+    assert r.curve.end_s[0] - r.curve.start_s[0] == pytest.approx(3.0, abs=1 / 75)
+    assert np.all(np.diff(r.curve.start_s) == pytest.approx(0.5, abs=1 / 75))
+    # global distance summarises the curve
+    assert r.distance == pytest.approx(float(np.mean(r.curve.distance)), rel=1e-6)
+    # heatmaps: one row per hidden state of the backbone, finite values inside the overlap
+    assert r.layer_heatmap.values.shape[0] == 5
+    assert np.isfinite(r.layer_heatmap.values).all()
+    m = r.time_matrix.values
+    assert m.shape[0] == m.shape[1] and m.shape[0] <= 256
+    assert r.reference.sha256 != r.degraded.sha256 and len(r.reference.sha256) == 64
+    assert r.model.name == "compact" and r.model.status in ("trained", "untrained")
+    with pytest.raises(ValueError):
+        r.curve.score[0] = 0.0  # arrays are read-only
+    with pytest.raises(Exception):
+        r.score = 1.0  # frozen dataclass
+
+
+def test_planted_delay_and_gain_are_recovered(scorer, signals):
+    r = scorer.score(signals["ref"], signals["delayed"])
+    assert abs(r.alignment.lag_native_samples - 2100) <= 2
+    assert r.alignment.lag_ms == pytest.approx(2100 / 48, abs=0.05)
+    assert r.gain_db == pytest.approx(6.02, abs=0.1)
+    # the degraded file is late: its first 2100 samples have no reference counterpart
+    assert r.overlap_start_s == 0.0
+    assert r.overlap_end_s == pytest.approx(6.0 - 2100 / 48000, abs=1 / 75 + 1e-6)
+    assert r.trimmed_reference_s == pytest.approx(2100 / 48000, abs=1e-3)
+    # after alignment and level matching the delayed copy is the reference itself
+    assert r.score > 99.0
+
+
+def test_degradations_rank_by_intensity(scorer, signals):
+    """A stronger low-pass is further from the reference than a milder one (any sane embedding)."""
+    lp3, lp8 = scorer.score_many(signals["ref"], [signals["lp"], signals["lp8"]])
+    assert lp3.distance > lp8.distance > 0
+
+
+def test_reference_embedding_is_computed_once(scorer, signals, monkeypatch):
+    import deepaq_core.scoring as scoring
+
+    scorer._cache.clear()
+    calls = []
+    real = scoring.iter_embed
+
+    def counting(loaded, wave, **kw):
+        calls.append(kw.get("valid_samples"))
+        return real(loaded, wave, **kw)
+
+    monkeypatch.setattr(scoring, "iter_embed", counting)
+    scorer.score_many(signals["ref"], [signals["lp"], signals["noisy"], signals["lp8"]])
+    scorer.score(signals["ref"], signals["lp"])
+    # one reference embedding (valid_samples None) + one per degraded file
+    assert calls.count(None) == 1
+    assert len(calls) == 5
+
+
+def test_progress_partials_and_cancel(scorer, signals):
+    gen = scorer.iter_score(signals["ref"], [signals["lp"], signals["noisy"]])
+    items = list(gen)
+    fractions = [i.fraction for i in items if isinstance(i, Progress)]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert [p.index for p in items if isinstance(p, Partial)] == [0, 1]
+
+    stop = threading.Event()
+    stop.set()
+    scorer._cache.clear()
+    with pytest.raises(Cancelled):
+        scorer.score(signals["ref"], signals["lp"], cancel=stop)
+
+
+def test_switches_off_alignment_and_loudness(signals):
+    s = Scorer(device="cpu", settings=ScoreSettings(align=False, match_loudness=False))
+    r = s.score(signals["ref"], signals["delayed"])
+    assert r.alignment.lag_samples == 0 and not r.alignment.estimated
+    assert r.gain_db == 0.0
+    assert r.score < 99.0  # a 44 ms misalignment and a 6 dB level drop are not transparent
+    s2 = Scorer(device="cpu", settings=ScoreSettings(lag_ms=2100 / 48))
+    r2 = s2.score(signals["ref"], signals["delayed"])
+    assert not r2.alignment.estimated and r2.alignment.lag_native_samples == 2100
+
+
+def test_per_channel_scoring(signals):
+    s = Scorer(device="cpu", settings=ScoreSettings(channels="each"))
+    r = s.score(signals["ref"], signals["lp"])
+    assert r.channel_mode == "each" and len(r.channel_scores) == 2
+    assert min(r.channel_scores) <= r.score + 1e-3 or max(r.channel_scores) >= r.score - 1e-3
+    with pytest.raises(AudioError, match="channels"):
+        s.score(signals["ref"], signals["mono"])
+
+
+def test_in_memory_buffers_at_other_rates(scorer):
+    x = music_like(3.0, 44100, seed=3).T
+    r = scorer.score(AudioBuffer(x, 44100), AudioBuffer(x.copy(), 44100))
+    assert r.score == pytest.approx(100.0, abs=1e-3)
+    assert r.reference.path == ""
+
+
+class _LocalBackbone(Backbone):
+    """A purely local backbone (no attention): chunked and single-pass embeddings must agree."""
+
+    def __init__(self):
+        super().__init__()
+        self.name, self.sample_rate, self.hop_length, self.receptive_field = "local", 24000, 320, 400
+        self.hidden_size, self.num_hidden_states = 8, 2
+        torch.manual_seed(0)
+        self.lin = torch.nn.Linear(400, 8)
+
+    def forward(self, wave):
+        frames = wave.unfold(-1, self.receptive_field, self.hop_length)  # [B, T, 400]
+        h = self.lin(frames)
+        return [h, torch.tanh(h)]
+
+
+def _local_loaded():
+    from deepaq_core.model.bundle import Bundle
+    from deepaq_core.model.device import LoadedModel
+    from deepaq_core.model.head import EmbeddingHead, EmbeddingModel
+
+    model = EmbeddingModel(_LocalBackbone(), EmbeddingHead(2, 8, dim=4)).eval()
+    return LoadedModel(model=model, bundle=Bundle({}, None), device=torch.device("cpu"))
+
+
+def test_chunked_streaming_equals_single_pass():
+    loaded = _local_loaded()
+    x = music_like(5.0, 24000, seed=5)[:, 0]
+    one = embed(loaded, x, chunk_s=60.0, context_s=0.0, heatmap_columns=50)
+    for chunk_s, context_s in [(1.0, 0.2), (0.37, 0.0), (2.0, 1.0)]:
+        chunked = embed(loaded, x, chunk_s=chunk_s, context_s=context_s, heatmap_columns=50)
+        np.testing.assert_allclose(chunked.frames, one.frames, atol=1e-5)
+        np.testing.assert_allclose(chunked.layer_bins, one.layer_bins, atol=1e-4)
+    assert one.frames.shape == (375, 4)  # 5 s at 75 frames/s
+    assert one.layer_bins.shape == (2, 47, 8)  # ceil(375 / 50) = 8 frames per bin -> 47 bins
+
+
+def test_frame_k_is_centred_on_its_hop():
+    """An impulse at sample s changes the frames whose span [k*hop, (k+1)*hop) is nearest s."""
+    loaded = _local_loaded()
+    x = np.full(24000, 1e-3, np.float32)
+    base = embed(loaded, x).frames
+    x[10 * 320 + 160] += 1.0  # centre of frame 10
+    hit = np.flatnonzero(np.abs(embed(loaded, x).frames - base).sum(axis=1) > 1e-6)
+    assert 10 in hit and hit.min() >= 9 and hit.max() <= 11
+
+
+def test_nmr_prefers_clean_audio(scorer, tmp_path):
+    import soundfile as sf
+
+    from tests.conftest import lowpass
+
+    sr = 48000
+    clean_dir = tmp_path / "clean"
+    clean_dir.mkdir()
+    for k in range(3):
+        sf.write(clean_dir / f"c{k}.wav", music_like(4.0, sr, seed=10 + k), sr)
+    test = music_like(4.0, sr, seed=20)
+    rng = np.random.default_rng(0)
+    sf.write(tmp_path / "clean_test.wav", test, sr)
+    sf.write(tmp_path / "bad_test.wav", lowpass(test, sr, 1500) + rng.normal(0, 0.05, test.shape).astype(np.float32), sr)
+    clean_files = sorted(str(p) for p in clean_dir.iterdir())
+    good = scorer.nmr(str(tmp_path / "clean_test.wav"), clean_files)
+    bad = scorer.nmr(str(tmp_path / "bad_test.wav"), clean_files)
+    assert len(good.per_reference) == 3
+    assert good.curve_distance.shape == good.curve_start_s.shape
+    assert bad.distance > good.distance
