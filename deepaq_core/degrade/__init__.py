@@ -1,0 +1,150 @@
+"""Degradations of known intensity, for weakly supervised training and for testing the metric.
+
+Signals are float32 numpy arrays ``[C, N]`` (full scale 1.0) with their sample rate in Hz::
+
+    from deepaq_core.degrade import degrade, degrade_file, FAMILIES
+    y, info = degrade(x, 48000, "mp3", bitrate_kbps=64)        # real codec, delay-compensated
+    y, info = degrade(x, 48000, "lowpass", cutoff_hz=4000)
+    info = degrade_file("clean.flac", "noisy.wav", "white_noise", snr_db=20)
+
+Families, their ladders and label formulas: :data:`FAMILIES` and docs/DEGRADATIONS.md.
+User-caused problems raise :class:`DegradationError` (and its subclasses :class:`EncoderMissing`
+and :class:`CodecError`), all :class:`deepaq_core.errors.DeePAQError` with one sentence.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import numpy as np
+
+from .codecs import CODECS, available_codecs, codec_unavailable_reason, encode_decode
+from .errors import CodecError, DegradationError, EncoderMissing
+from .families import (
+    FAMILIES,
+    LABEL_MODES,
+    Family,
+    degrade,
+    get_family,
+    hybrid_labels,
+    isotonic,
+    make_ladder,
+    teacher_label,
+)
+from .loudness import normalise_loudness
+from .synthetic import bitdepth, clipping, combine, lowpass, noise, pre_echo, separation, spectral_holes
+from .teacher import logmel_distance
+
+logger = logging.getLogger(__name__)
+
+# soundfile subtype per output extension. WAV keeps float samples, so clipping, requantisation
+# and codec overshoot are stored exactly; FLAC has no float mode and gets 24-bit PCM.
+_OUTPUT_SUBTYPES = {".wav": "FLOAT", ".flac": "PCM_24"}
+
+
+def degrade_file(
+    input_path: str | os.PathLike, output_path: str | os.PathLike, kind: str, **params: Any
+) -> dict:
+    """Degrade an audio file and write the result.
+
+    Parameters
+    ----------
+    input_path : str or os.PathLike
+        Any file :func:`deepaq_core.audio.load_audio` reads; all channels are kept at the native
+        rate.
+    output_path : str or os.PathLike
+        ``.wav`` (32-bit float) or ``.flac`` (24-bit, samples beyond full scale clipped, which is
+        logged and counted in ``info["clipped_samples"]``). Same rate, channels and length as
+        the input. Parent folders must exist.
+    kind : str
+        Degradation family or kind, as for :func:`degrade`.
+    **params
+        Its parameters. For ``"separation"``, ``interferer`` may also be a path; it is loaded at
+        the input's rate and mixed to mono unless its channel count matches.
+
+    Returns
+    -------
+    dict
+        :func:`degrade`'s info plus ``input``, ``output``, ``sample_rate`` (Hz), ``channels``,
+        ``frames`` and ``clipped_samples``.
+
+    Raises
+    ------
+    deepaq_core.errors.AudioError
+        If the input (or interferer) file cannot be read.
+    DegradationError
+        Unknown kind or bad parameter, an unsupported output extension, or an unwritable output;
+        :class:`EncoderMissing` / :class:`CodecError` for codecs.
+    """
+    import soundfile as sf
+
+    from deepaq_core.audio import load_audio
+
+    out = os.fspath(output_path)
+    ext = os.path.splitext(out)[1].lower()
+    if ext not in _OUTPUT_SUBTYPES:
+        raise DegradationError(
+            f"The output '{os.path.basename(out)}' must end in .wav or .flac to be written."
+        )
+    buf = load_audio(input_path, target_rate=None, channels="all")
+    interferer = params.get("interferer")
+    if isinstance(interferer, (str, os.PathLike)):
+        other = load_audio(interferer, target_rate=buf.sample_rate, channels="all").samples
+        if other.shape[0] != buf.channels:
+            other = other.mean(axis=0, keepdims=True)
+        params = {**params, "interferer": other}
+    y, info = degrade(buf.samples, buf.sample_rate, kind, **params)
+    y = np.asarray(y, dtype=np.float32)
+    clipped = 0
+    if _OUTPUT_SUBTYPES[ext] != "FLOAT":
+        clipped = int(np.count_nonzero(np.abs(y) > 1.0))
+        if clipped:
+            logger.warning("%s: %d samples beyond full scale clipped in the FLAC output", os.path.basename(out), clipped)
+            y = np.clip(y, -1.0, 1.0)
+    try:
+        sf.write(out, y.T, buf.sample_rate, subtype=_OUTPUT_SUBTYPES[ext])
+    except (sf.LibsndfileError, RuntimeError, OSError) as exc:
+        logger.debug("writing %s failed: %s", out, exc)
+        raise DegradationError(f"The output '{os.path.basename(out)}' could not be written.") from exc
+    info.update(
+        input=os.path.abspath(os.fspath(input_path)),
+        output=os.path.abspath(out),
+        sample_rate=int(buf.sample_rate),
+        channels=int(buf.channels),
+        frames=int(buf.num_samples),
+        clipped_samples=clipped,
+    )
+    return info
+
+
+__all__ = [
+    "CODECS",
+    "FAMILIES",
+    "LABEL_MODES",
+    "CodecError",
+    "DegradationError",
+    "EncoderMissing",
+    "Family",
+    "available_codecs",
+    "bitdepth",
+    "clipping",
+    "codec_unavailable_reason",
+    "combine",
+    "degrade",
+    "degrade_file",
+    "encode_decode",
+    "get_family",
+    "hybrid_labels",
+    "isotonic",
+    "logmel_distance",
+    "lowpass",
+    "make_ladder",
+    "noise",
+    "normalise_loudness",
+    "pre_echo",
+    "separation",
+    "spectral_holes",
+    "teacher_label",
+]

@@ -1,0 +1,134 @@
+"""``deepaq-gui``: application start-up, logging, exception hook and command-line options.
+
+    deepaq-gui [REF DEG ...] [--model NAME] [--device auto|cpu|cuda] [--screenshot OUT.png]
+
+With ``--screenshot`` the app opens the files, waits until scoring has finished, saves a PNG of
+the whole window and exits 0 (non-zero, with one line on stderr, if anything failed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+
+log = logging.getLogger("deepaq_gui")
+
+
+def log_path() -> Path:
+    """Where the app writes its log (unexpected exceptions land here with tracebacks)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "deepaq" / "deepaq-gui.log"
+
+
+def _setup_logging(debug: bool) -> None:
+    path = log_path()
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(path, encoding="utf-8"))
+    except OSError:
+        pass  # no writable cache: log to stderr only
+    handlers[0].setLevel(logging.DEBUG if debug else logging.WARNING)
+    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, handlers=handlers,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="deepaq-gui", description="DeePAQ desktop app: listen A/B and see where quality drops.")
+    p.add_argument("files", nargs="*", help="reference file, then degraded versions (up to 9)")
+    p.add_argument("--model", default=None, help="model name from 'deepaq models' or a bundle folder")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
+    p.add_argument("--screenshot", metavar="OUT.png", help="save a PNG of the window once scoring is done, then exit")
+    p.add_argument("--demo", action="store_true", help="open the demo")
+    p.add_argument("--no-demo", action="store_true", help="do not open the demo on first start")
+    p.add_argument("--no-audio", action="store_true", help="start with playback off")
+    p.add_argument("--timeout", type=float, default=600.0, help="--screenshot: give up after this many seconds")
+    p.add_argument("--debug", action="store_true", help="verbose logging")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``deepaq-gui``; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.debug)
+    if args.screenshot and not os.environ.get("QT_QPA_PLATFORM") and not os.environ.get("DISPLAY") \
+            and sys.platform.startswith("linux"):
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"  # screenshots work without a display
+
+    from PySide6 import QtCore, QtWidgets
+
+    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
+    app.setApplicationName("deepaq-gui")
+    app.setOrganizationName("DeePAQ")
+
+    from deepaq_gui.main_window import MainWindow
+
+    window = MainWindow(device=args.device, audio_backend="null" if args.no_audio else "auto", model=args.model)
+    exit_code = {"value": 0}
+
+    def excepthook(etype, value, tb):
+        text = "".join(traceback.format_exception(etype, value, tb))
+        log.error("unexpected exception:\n%s", text)
+        if args.screenshot:
+            exit_code["value"] = 1
+            print(f"deepaq-gui: error: {value}", file=sys.stderr)
+            app.exit(1)
+            return
+        window.message(f"Unexpected error ({etype.__name__}: {value}); details in {log_path()}.")
+
+    sys.excepthook = excepthook
+    window.show()
+
+    settings = QtCore.QSettings()
+    if args.files:
+        window.open_files(args.files)
+    elif args.demo or (not args.no_demo and not args.screenshot and not settings.value("demo_shown", False, bool)):
+        settings.setValue("demo_shown", True)
+        window.open_demo()
+    elif args.screenshot:
+        print("deepaq-gui: error: --screenshot needs files to open (or --demo).", file=sys.stderr)
+        return 2
+
+    if args.screenshot:
+        out = Path(args.screenshot)
+
+        def finish() -> None:
+            if window.errors_seen:
+                print(f"deepaq-gui: error: {window.errors_seen[0]}", file=sys.stderr)
+                app.exit(1)
+                return
+            if window.session.reference is None:
+                print("deepaq-gui: error: nothing could be opened.", file=sys.stderr)
+                app.exit(1)
+                return
+            QtWidgets.QApplication.processEvents()
+            if window.save_screenshot(out):
+                app.exit(0)
+            else:
+                print(f"deepaq-gui: error: cannot write '{out}'.", file=sys.stderr)
+                app.exit(1)
+
+        def on_idle() -> None:
+            # idle = no worker left; give queued paints one more turn before grabbing
+            QtCore.QTimer.singleShot(300, lambda: finish() if window.is_idle() else None)
+
+        window.scoringIdle.connect(on_idle)
+
+        def on_timeout() -> None:
+            print(f"deepaq-gui: error: scoring did not finish within {args.timeout:g} s.", file=sys.stderr)
+            app.exit(3)
+
+        QtCore.QTimer.singleShot(int(args.timeout * 1000), on_timeout)
+
+    code = app.exec()
+    window.close()
+    return code or exit_code["value"]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""Work the app runs off the UI thread: reading files, loading the model, scoring, spectrograms.
+
+Each ``*_job`` returns a callable ``job(cancel_event)`` for :class:`deepaq_gui.workers.Worker`.
+Nothing here touches widgets.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Any
+
+from deepaq_core.results import QualityResult
+from deepaq_core.scoring import Partial, Progress, ScoreSettings
+from deepaq_gui.session import Session, Track
+
+
+@dataclass(frozen=True)
+class LoadedFiles:
+    """Outcome of reading files: tracks that loaded and one message per file that did not."""
+
+    tracks: tuple[Track, ...]
+    errors: tuple[str, ...]
+
+
+def load_files_job(paths: list[str]):
+    """Read files (decode, validate); bad files are reported, good ones still load."""
+
+    def job(cancel: threading.Event) -> Generator[Progress, None, LoadedFiles]:
+        from deepaq_core.errors import DeePAQError
+
+        tracks, errors = [], []
+        for i, p in enumerate(paths):
+            yield Progress(i / max(1, len(paths)), f"Reading {p}")
+            try:
+                tracks.append(Session.read_track(p))
+            except DeePAQError as exc:
+                errors.append(str(exc))
+        return LoadedFiles(tuple(tracks), tuple(errors))
+
+    return job
+
+
+class ModelHolder:
+    """Loads the scorer lazily (in a worker) and serialises scoring jobs on it.
+
+    Also keeps finished results by (reference hash, degraded hash, model, settings), so reopening
+    or re-adding a file shows its result without recomputing.
+    """
+
+    def __init__(self, device: str = "auto") -> None:
+        self.device = device
+        self._scorer = None
+        self._name: str | None = "\0"
+        self.lock = threading.Lock()
+        self.results: dict[tuple, QualityResult] = {}
+
+    def scorer(self, name: str | None):
+        """The scorer for model ``name`` (loads it on first use; call from a worker)."""
+        from deepaq_core.scoring import Scorer
+
+        if self._scorer is None or name != self._name:
+            self._scorer = Scorer(name, self.device)
+            self._name = name
+        return self._scorer
+
+    @staticmethod
+    def key(ref: Track, deg: Track, model: str | None, settings: ScoreSettings) -> tuple:
+        return (ref.info.sha256, deg.info.sha256, model, tuple(sorted(dataclasses.asdict(settings).items())))
+
+
+@dataclass(frozen=True)
+class ModelReady:
+    """Partial item: the model is loaded (label to show in the window)."""
+
+    label: str
+
+
+def score_job(holder: ModelHolder, reference: Track, versions: list[tuple[int, Track]], model: str | None,
+              settings: ScoreSettings):
+    """Score ``versions`` (index, track) against ``reference``; yields Partial per finished version."""
+
+    def job(cancel: threading.Event) -> Generator[Any, None, int]:
+        with holder.lock:
+            yield Progress(0.0, "Loading model")
+            scorer = holder.scorer(model)
+            yield ModelReady(scorer.info.label)
+            scorer.settings = settings
+            todo = []
+            for idx, track in versions:
+                cached = holder.results.get(holder.key(reference, track, model, settings))
+                if cached is not None:
+                    yield Partial(idx, cached)
+                else:
+                    todo.append((idx, track))
+            if not todo:
+                return 0
+            gen = scorer.iter_score(reference.audio, [t.audio for _, t in todo], cancel=cancel)
+            for item in gen:
+                if isinstance(item, Partial):
+                    idx, track = todo[item.index]
+                    holder.results[holder.key(reference, track, model, settings)] = item.result
+                    yield Partial(idx, item.result)
+                else:
+                    yield item
+            return len(todo)
+
+    return job
+
+
+@dataclass(frozen=True)
+class Spectrograms:
+    """Precomputed spectrograms for the spectrogram view (reference and one version)."""
+
+    reference: Any
+    degraded: Any
+    version: int
+
+
+def spectrogram_job(reference: Track, degraded_audio, version: int):
+    """Compute the reference and aligned-version spectrograms (mono, playback rate)."""
+
+    def job(cancel: threading.Event) -> Spectrograms:
+        from deepaq_gui.views.spectrogram import compute_spectrogram
+
+        ref = reference.audio.samples.mean(axis=0)
+        r = compute_spectrogram(ref, reference.audio.sample_rate)
+        d = compute_spectrogram(degraded_audio, reference.audio.sample_rate) if degraded_audio is not None else None
+        return Spectrograms(r, d, version)
+
+    return job

@@ -1,0 +1,521 @@
+"""The main window: wiring between the session, the workers, the playback engine and the views."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from deepaq_core.errors import DeePAQError
+from deepaq_core.scoring import Partial, ScoreSettings
+from deepaq_gui.jobs import LoadedFiles, ModelHolder, ModelReady, Spectrograms, load_files_job, score_job, spectrogram_job
+from deepaq_gui.playback import PlaybackEngine
+from deepaq_gui.session import Session
+from deepaq_gui.views.heatmap import LayerHeatmapView
+from deepaq_gui.views.live_score import LiveScoreLabel
+from deepaq_gui.views.matrix import TimeMatrixView
+from deepaq_gui.views.quality_curve import QualityCurveView
+from deepaq_gui.views.score_table import ScoreTableView
+from deepaq_gui.views.spectrogram import SpectrogramView
+from deepaq_gui.views.waveform import WaveformView
+from deepaq_gui.widgets import FilesPanel, MessageBar, key_to_track
+from deepaq_gui.workers import Worker
+
+log = logging.getLogger(__name__)
+
+AUDIO_FILTER = "Audio files (*.wav *.flac *.ogg *.oga *.mp3 *.m4a *.aac *.opus *.aif *.aiff);;All files (*)"
+SEEK_STEP_S = 5.0
+
+
+class MainWindow(QtWidgets.QMainWindow):
+    """DeePAQ's window. ``open_files(paths)`` loads a reference (first) and versions (rest)."""
+
+    scoringIdle = QtCore.Signal()  # emitted when no work is pending (tests, --screenshot)
+
+    def __init__(self, *, device: str = "auto", audio_backend: str = "auto", model: str | None = None) -> None:
+        super().__init__()
+        self.setWindowTitle("DeePAQ")
+        self.resize(1400, 900)
+        self.setAcceptDrops(True)
+        self.session = Session(model_name=model)
+        self.holder = ModelHolder(device)
+        self.engine = PlaybackEngine(backend=audio_backend)
+        self.workers: set[Worker] = set()
+        self.score_worker: Worker | None = None
+        self.current = 0  # 0 = reference, i = version i (1-based)
+        self.shown_version = 0  # 0-based version shown in waveform/spectrogram/heatmaps
+        self.errors_seen: list[str] = []
+        self._build()
+        self._build_menus()
+        QtWidgets.QApplication.instance().installEventFilter(self)
+        self.timer = QtCore.QTimer(self)
+        self.timer.setInterval(33)  # ~30 playhead updates per second
+        self.timer.timeout.connect(self._tick)
+        self.timer.start()
+        if not self.engine.available:
+            QtCore.QTimer.singleShot(0, lambda: self.message(self.engine.unavailable_reason, "warning"))
+
+    # -- construction ---------------------------------------------------------------------
+    def _build(self) -> None:
+        self.messages = MessageBar()
+        self.files = FilesPanel()
+        self.files.trackSelected.connect(self.select_track)
+        self.files.removeRequested.connect(self.remove_version)
+        self.live = LiveScoreLabel()
+        left = QtWidgets.QWidget()
+        ll = QtWidgets.QVBoxLayout(left)
+        ll.setContentsMargins(0, 0, 0, 0)
+        ll.addWidget(self.live)
+        ll.addWidget(self.files, 1)
+        self.transport = QtWidgets.QLabel()
+        ll.addWidget(self.transport)
+
+        self.waveform = WaveformView()
+        self.spectrogram = SpectrogramView()
+        self.curve = QualityCurveView()
+        self.heatmap = LayerHeatmapView()
+        self.time_views = [self.waveform, self.spectrogram, self.curve, self.heatmap]
+        master = self.curve.plot_item()
+        for v in self.time_views:
+            v.seekRequested.connect(self.seek)
+            v.loopRequested.connect(self.set_loop)
+            if v is not self.curve:
+                v.plot_item().setXLink(master)
+        self.table = ScoreTableView()
+        self.table.rowSelected.connect(lambda i: self.select_track(i + 1))
+        self.matrix = TimeMatrixView()
+        tabs = QtWidgets.QTabWidget()
+        tabs.addTab(self.table, "Scores")
+        tabs.addTab(self.matrix, "Reference x degraded time")
+        self.tabs = tabs
+
+        right = QtWidgets.QSplitter(QtCore.Qt.Vertical)
+        for w in (self.waveform, self.spectrogram, self.curve, self.heatmap, tabs):
+            right.addWidget(w)
+        right.setSizes([150, 220, 200, 130, 160])
+        split = QtWidgets.QSplitter(QtCore.Qt.Horizontal)
+        split.addWidget(left)
+        split.addWidget(right)
+        split.setSizes([470, 930])
+        central = QtWidgets.QWidget()
+        cl = QtWidgets.QVBoxLayout(central)
+        cl.setContentsMargins(4, 4, 4, 4)
+        cl.addWidget(self.messages)
+        cl.addWidget(split, 1)
+        self.setCentralWidget(central)
+
+        self.progress = QtWidgets.QProgressBar()
+        self.progress.setMaximumWidth(240)
+        self.progress.setRange(0, 1000)
+        self.progress.hide()
+        self.cancel_button = QtWidgets.QPushButton("Cancel")
+        self.cancel_button.clicked.connect(self.cancel_scoring)
+        self.cancel_button.hide()
+        self.model_label = QtWidgets.QLabel("model: (loads on first use)")
+        sb = self.statusBar()
+        sb.addPermanentWidget(self.model_label)
+        sb.addPermanentWidget(self.progress)
+        sb.addPermanentWidget(self.cancel_button)
+        self._refresh()
+
+    def _build_menus(self) -> None:
+        mb = self.menuBar()
+        f = mb.addMenu("&File")
+        f.addAction("Open &reference…", self.ask_reference, QtGui.QKeySequence.Open)
+        f.addAction("&Add degraded versions…", self.ask_versions, QtGui.QKeySequence("Ctrl+D"))
+        f.addSeparator()
+        exp = f.addMenu("&Export")
+        exp.addAction("Window as PNG…", lambda: self._export("window_png"))
+        exp.addAction("Quality curves as PNG…", lambda: self._export("curve_png"))
+        exp.addAction("Quality curves as SVG…", lambda: self._export("curve_svg"))
+        exp.addAction("Curves as CSV…", lambda: self._export("csv"))
+        exp.addAction("Scores as JSON…", lambda: self._export("json"))
+        f.addSeparator()
+        f.addAction("&Quit", self.close, QtGui.QKeySequence.Quit)
+
+        s = mb.addMenu("&Settings")
+        self.align_action = s.addAction("Align versions to the reference")
+        self.align_action.setCheckable(True)
+        self.align_action.setChecked(True)
+        self.align_action.toggled.connect(self._settings_changed)
+        self.loud_action = s.addAction("Match loudness")
+        self.loud_action.setCheckable(True)
+        self.loud_action.setChecked(True)
+        self.loud_action.toggled.connect(self._settings_changed)
+        self.model_menu = mb.addMenu("&Model")
+        self.model_menu.aboutToShow.connect(self._fill_model_menu)
+
+        h = mb.addMenu("&Help")
+        h.addAction("Open the &demo", self.open_demo)
+        h.addAction("&Keys", lambda: self.message(
+            "Keys: R or 0 reference, 1-9 versions, Tab last two, Space play/pause, ←/→ seek 5 s; "
+            "click a view to seek, drag on the quality curve to loop.", "info"))
+        h.addAction("&About", lambda: self.message(
+            f"DeePAQ: perceptual audio quality from learned embeddings. Model: {self.model_label.text()}", "info"))
+
+    # -- messages ---------------------------------------------------------------------------
+    def message(self, text: str, level: str = "error") -> None:
+        """Show a one-line, non-blocking message."""
+        if level == "error":
+            self.errors_seen.append(text)
+            log.warning("%s", text)
+        self.messages.show_message(text, level)
+        self.statusBar().showMessage(text, 8000)
+
+    # -- files -----------------------------------------------------------------------------
+    def ask_reference(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Open reference", "", AUDIO_FILTER)
+        if path:
+            self.open_files([path], as_reference=True)
+
+    def ask_versions(self) -> None:
+        paths, _ = QtWidgets.QFileDialog.getOpenFileNames(self, "Add degraded versions", "", AUDIO_FILTER)
+        if paths:
+            self.open_files(paths, as_reference=False)
+
+    def open_files(self, paths: list[str], as_reference: bool | None = None) -> None:
+        """Read files in a worker. ``as_reference`` None: the first is the reference if none is open."""
+        paths = [os.fspath(p) for p in paths]
+        if not paths:
+            return
+        self._start(load_files_job(paths), finished=lambda out: self._files_loaded(out, as_reference))
+
+    def _files_loaded(self, out: LoadedFiles, as_reference: bool | None) -> None:
+        for err in out.errors:
+            self.message(err)
+        tracks = list(out.tracks)
+        if not tracks:
+            return
+        if as_reference or (as_reference is None and self.session.reference is None):
+            self.session.set_reference(tracks.pop(0))
+            self._cancel_stale()
+        for t in tracks:
+            try:
+                self.session.add_version(t)
+            except DeePAQError as exc:
+                self.message(str(exc))
+        self._playback_changed()
+        self._refresh()
+        self.rescore()
+
+    def remove_version(self, index: int) -> None:
+        self._cancel_stale()
+        self.session.remove_version(index)
+        self.current = min(self.current, len(self.session.versions))
+        self.shown_version = min(self.shown_version, max(0, len(self.session.versions) - 1))
+        self._playback_changed()
+        self._refresh()
+        self.rescore()
+
+    def open_demo(self) -> None:
+        """Load the bundled demo reference and versions generated from it."""
+        from deepaq_gui.demo import demo_files
+
+        try:
+            ref, versions = demo_files()
+        except DeePAQError as exc:
+            self.message(str(exc))
+            return
+        self.session.clear()
+        self._cancel_stale()
+        self.open_files([ref, *versions], as_reference=None)
+
+    # -- drag and drop ----------------------------------------------------------------------
+    def dragEnterEvent(self, e: QtGui.QDragEnterEvent) -> None:  # noqa: N802 - Qt API
+        if e.mimeData().hasUrls():
+            e.acceptProposedAction()
+
+    def dropEvent(self, e: QtGui.QDropEvent) -> None:  # noqa: N802 - Qt API
+        paths = [u.toLocalFile() for u in e.mimeData().urls() if u.isLocalFile()]
+        self.open_files(paths, as_reference=None)
+
+    # -- settings and model -------------------------------------------------------------------
+    def _settings_changed(self) -> None:
+        s = self.session.settings
+        self.session.set_settings(ScoreSettings(**{**s.__dict__, "align": self.align_action.isChecked(),
+                                                    "match_loudness": self.loud_action.isChecked()}))
+        self._cancel_stale()
+        self._playback_changed()
+        self._refresh()
+        self.rescore()
+
+    def _fill_model_menu(self) -> None:
+        from deepaq_core.model.registry import list_models
+
+        self.model_menu.clear()
+        group = QtGui.QActionGroup(self.model_menu)
+        current = self.session.model_name or "compact"
+        for entry in list_models():
+            act = self.model_menu.addAction(f"{entry.name}  ({entry.status})")
+            act.setCheckable(True)
+            act.setChecked(entry.name == current)
+            act.setEnabled(entry.available)
+            act.setToolTip(entry.description if entry.available else entry.where)
+            group.addAction(act)
+            act.triggered.connect(lambda _=False, n=entry.name: self.set_model(n))
+
+    def set_model(self, name: str) -> None:
+        if name == (self.session.model_name or "compact"):
+            return
+        self.session.set_model(name)
+        self._cancel_stale()
+        self._refresh()
+        self.rescore()
+
+    # -- scoring ---------------------------------------------------------------------------
+    def rescore(self) -> None:
+        """Score every version that has no result (cancelling stale work first)."""
+        s = self.session
+        if s.reference is None or not s.missing_results():
+            return
+        if self.score_worker is not None and not self.score_worker.is_done:
+            self.score_worker.cancel()
+        versions = [(i, s.versions[i]) for i in s.missing_results()]
+        gen = s.generation
+        self.score_worker = self._start(
+            score_job(self.holder, s.reference, versions, s.model_name, s.settings),
+            partial=lambda item: self._scored(item, gen), tag=gen, show_progress=True)
+
+    def _scored(self, item, generation: int) -> None:
+        if generation != self.session.generation:
+            return  # stale: the files or settings changed since this job started
+        if isinstance(item, ModelReady):
+            self.model_label.setText(f"model: {item.label}")
+            return
+        if isinstance(item, Partial) and item.index < len(self.session.versions):
+            self.session.results[item.index] = item.result
+            self._playback_changed(only=item.index)
+            self._refresh()
+
+    def cancel_scoring(self) -> None:
+        if self.score_worker is not None:
+            self.score_worker.cancel()
+
+    def _cancel_stale(self) -> None:
+        if self.score_worker is not None and not self.score_worker.is_done:
+            self.score_worker.cancel()
+
+    def _start(self, job, *, finished=None, partial=None, tag=None, show_progress: bool = False) -> Worker:
+        w = Worker(job, tag)
+        if finished:
+            w.signals.finished.connect(finished)
+        if partial:
+            w.signals.partial.connect(partial)
+        w.signals.errored.connect(self._worker_error)
+        if show_progress:
+            w.signals.progress.connect(self._progress)
+            self.progress.setValue(0)
+            self.progress.show()
+            self.cancel_button.show()
+        w.signals.done.connect(lambda: self._worker_done(w))
+        self.workers.add(w)
+        return w.start()
+
+    def _progress(self, fraction: float, text: str) -> None:
+        self.progress.setValue(int(fraction * 1000))
+        self.progress.setFormat(f"{text} %p%")
+
+    def _worker_error(self, message: str, tb: str) -> None:
+        if tb:
+            log.error("worker failed: %s\n%s", message, tb)
+        self.message(message)
+
+    def _worker_done(self, w: Worker) -> None:
+        self.workers.discard(w)
+        if w is self.score_worker:
+            self.progress.hide()
+            self.cancel_button.hide()
+            if self.session.missing_results() and not w.cancel_event.is_set():
+                # it ended (error or not) without scoring everything: don't retry in a loop
+                self._failed_generation = w.tag
+        self._check_idle()
+
+    def is_idle(self) -> bool:
+        return not self.workers
+
+    def _check_idle(self) -> None:
+        if not self.is_idle():
+            return
+        s = self.session
+        if s.reference is not None and s.missing_results() and s.generation != getattr(self, "_failed_generation", None):
+            self.rescore()
+            return
+        self.scoringIdle.emit()
+
+    # -- playback --------------------------------------------------------------------------
+    def _playback_changed(self, only: int | None = None) -> None:
+        tracks = self.session.playback_tracks()
+        if tracks:
+            self.engine.set_tracks(tracks, self.session.playback_rate)
+            self.engine.select(min(self.current, len(tracks) - 1))
+        self._update_audio_views(tracks)
+
+    def _update_audio_views(self, tracks: list[np.ndarray]) -> None:
+        s = self.session
+        if s.reference is None:
+            for v in (self.waveform, self.spectrogram):
+                v.clear()
+            return
+        from deepaq_core.audio import AudioBuffer
+
+        sr = s.playback_rate
+        ref = AudioBuffer(tracks[0].mean(axis=1)[None, :], sr)
+        deg = None
+        label = "V"
+        if s.versions:
+            i = min(self.shown_version, len(s.versions) - 1)
+            deg = AudioBuffer(tracks[i + 1].mean(axis=1)[None, :], sr)
+            label = f"V{i + 1}"
+            self.waveform.set_version_index(i)
+        self.waveform.set_audio(ref, deg, labels=("R", label))  # short: the axes are low
+        if deg is not None:
+            self._start(spectrogram_job(s.reference, deg.samples[0], self.shown_version),
+                        finished=self._spectrograms_ready)
+        else:
+            self.spectrogram.clear()
+
+    def _spectrograms_ready(self, sp: Spectrograms) -> None:
+        if sp.degraded is not None and sp.version == self.shown_version:
+            self.spectrogram.set_spectrograms(sp.reference, sp.degraded)
+
+    def select_track(self, index: int) -> None:
+        """0 = reference, i = version i (1-based). Switches playback at the same position."""
+        if index > len(self.session.versions) or index < 0:
+            return
+        if index != self.current:
+            self.previous = self.current
+        self.current = index
+        self.engine.select(index)
+        if index > 0 and index - 1 != self.shown_version:
+            self.shown_version = index - 1
+            self._update_audio_views(self.session.playback_tracks())
+        self._refresh()
+
+    def seek(self, t: float) -> None:
+        self.engine.seek(max(0.0, t))
+
+    def set_loop(self, start: float, end: float) -> None:
+        if end - start < 0.05:
+            self.engine.clear_loop()
+            for v in self.time_views:
+                v.set_loop(None)
+            return
+        self.engine.set_loop(start, end)
+        self.engine.seek(start)
+        for v in self.time_views:
+            v.set_loop((start, end))
+
+    def eventFilter(self, obj, event) -> bool:  # noqa: N802 - Qt API
+        if event.type() == QtCore.QEvent.KeyPress and self.isActiveWindow() and not event.modifiers() & (
+                QtCore.Qt.ControlModifier | QtCore.Qt.AltModifier | QtCore.Qt.MetaModifier):
+            if self.handle_key(event):
+                return True
+        return super().eventFilter(obj, event)
+
+    def handle_key(self, event: QtGui.QKeyEvent) -> bool:
+        """Transport keys; returns True when the key was used."""
+        idx = key_to_track(event)
+        k = event.key()
+        if idx is not None:
+            self.select_track(idx)
+        elif k == QtCore.Qt.Key_Tab:
+            self.select_track(getattr(self, "previous", 0))
+        elif k == QtCore.Qt.Key_Space:
+            self.engine.toggle()
+        elif k == QtCore.Qt.Key_Left:
+            self.seek(self.engine.position_s - SEEK_STEP_S)
+        elif k == QtCore.Qt.Key_Right:
+            self.seek(self.engine.position_s + SEEK_STEP_S)
+        elif k == QtCore.Qt.Key_Escape:
+            self.set_loop(0.0, 0.0)
+        else:
+            return False
+        return True
+
+    def _tick(self) -> None:
+        t = self.engine.position_s
+        for v in self.time_views:
+            v.set_playhead(t)
+        name = "reference" if self.current == 0 else f"version {self.current}"
+        state = "▶" if self.engine.playing else "❚❚"
+        self.transport.setText(f"{state} {t:7.2f} s   playing: {name}"
+                               f"{'' if self.engine.available else '   (playback off)'}")
+        self._update_live(t)
+
+    def _update_live(self, t: float) -> None:
+        s = self.session
+        if self.current == 0:
+            self.live.set_score(None, "Reference (100 by definition)")
+            return
+        i = self.current - 1
+        r = s.results.get(i)
+        if r is None:
+            self.live.set_score(None, f"{i + 1}: {s.versions[i].name if i < len(s.versions) else ''} (scoring…)")
+            return
+        value = self.curve.score_at(i, t)
+        self.live.set_score(value, f"{i + 1}: {s.versions[i].name} · {r.model.label} · 0-100, 100 = transparent")
+
+    # -- refresh ---------------------------------------------------------------------------
+    def _refresh(self) -> None:
+        s = self.session
+        self.files.populate(s, self.current)
+        names = {i: f"{i + 1}: {v.name}" for i, v in enumerate(s.versions)}
+        results = dict(s.results)
+        self.curve.set_results(results, names)
+        self.curve.set_selected(self.current - 1 if self.current > 0 else self.shown_version)
+        self.table.set_results(results, names)
+        shown = results.get(self.shown_version)
+        if shown is not None:
+            self.heatmap.set_result(shown)
+            self.matrix.set_result(shown)
+        else:
+            self.heatmap.clear()
+            self.matrix.set_result(None)
+        title = "DeePAQ"
+        if s.reference is not None:
+            title += f" — {s.reference.name} + {len(s.versions)} version(s)"
+        self.setWindowTitle(title)
+
+    # -- export ----------------------------------------------------------------------------
+    def _export(self, kind: str) -> None:
+        suffix = {"window_png": "png", "curve_png": "png", "curve_svg": "svg", "csv": "csv", "json": "json"}[kind]
+        path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Export", f"deepaq.{suffix}", f"*.{suffix}")
+        if not path:
+            return
+        self.export(kind, path)
+
+    def export(self, kind: str, path: str) -> None:
+        """Write an export; errors become messages."""
+        from deepaq_gui.views import export
+
+        names = {i: v.name for i, v in enumerate(self.session.versions)}
+        try:
+            if kind == "window_png":
+                self.save_screenshot(path)
+            elif kind == "curve_png":
+                export.export_png(self.curve.plot_item(), path)
+            elif kind == "curve_svg":
+                export.export_svg(self.curve.plot_item(), path)
+            elif kind == "csv":
+                export.export_curves_csv(self.session.results, names, path)
+            elif kind == "json":
+                export.export_scores_json(self.session.results, names, path)
+            self.message(f"Exported {os.path.basename(path)}.", "info")
+        except OSError as exc:
+            self.message(f"Cannot write '{os.path.basename(path)}': {exc.strerror or exc}.")
+
+    def save_screenshot(self, path: str | Path) -> bool:
+        """Save a PNG of the whole window."""
+        QtWidgets.QApplication.processEvents()
+        return bool(self.grab().save(str(path), "PNG"))
+
+    def closeEvent(self, e: QtGui.QCloseEvent) -> None:  # noqa: N802 - Qt API
+        for w in list(self.workers):
+            w.cancel()
+        self.engine.close()
+        QtWidgets.QApplication.instance().removeEventFilter(self)
+        QtCore.QThreadPool.globalInstance().waitForDone(5000)
+        super().closeEvent(e)

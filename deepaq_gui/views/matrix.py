@@ -1,0 +1,132 @@
+"""Reference time x degraded time distance matrix of one result (``result.time_matrix``)."""
+
+from __future__ import annotations
+
+from PySide6 import QtCore, QtWidgets
+
+import pyqtgraph as pg
+
+from deepaq_core.results import Heatmap, QualityResult
+
+from .base import finite_levels, image_rect
+
+MATRIX_CMAP = "viridis"
+
+
+class TimeMatrixView(QtWidgets.QWidget):
+    """Distance between every reference time (y) and every aligned degraded time (x).
+
+    Both axes are time, so this is not a :class:`~deepaq_gui.views.base.TimeView` and is not
+    x-linked. A well aligned, mildly degraded version shows a dark diagonal (drawn dashed for
+    reference); repeated material shows as off-diagonal dark stripes. The aspect ratio is locked
+    so one second is as long on both axes. NaN cells are drawn transparent.
+
+    Signals
+    -------
+    seekRequested(float)
+        The user clicked a cell; the value is its reference time (y), seconds.
+
+    Parameters
+    ----------
+    parent : QtWidgets.QWidget, optional
+    """
+
+    seekRequested = QtCore.Signal(float)
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._widget = pg.PlotWidget()
+        self._plot = self._widget.getPlotItem()
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self._widget)
+
+        self._plot.setAspectLocked(True)
+        self._plot.setLabel("bottom", "Degraded time, aligned (s)")
+        self._plot.setLabel("left", "Reference time (s)")
+        self._image = pg.ImageItem(axisOrder="row-major")
+        self._plot.addItem(self._image)
+        self._diagonal = pg.PlotDataItem(pen=pg.mkPen((255, 255, 255, 90), width=1, style=QtCore.Qt.PenStyle.DashLine))
+        self._plot.addItem(self._diagonal)
+        self._bar = pg.ColorBarItem(values=(0.0, 1.0), colorMap=pg.colormap.get(MATRIX_CMAP), interactive=False)
+        self._bar.axis.enableAutoSIPrefix(False)  # distances read 0.2, not "200 (x0.001)"
+        self._bar.setImageItem(self._image, insert_in=self._plot)
+        self._widget.scene().sigMouseClicked.connect(self._clicked)
+        self._heatmap: Heatmap | None = None
+
+    def set_result(self, result: QualityResult | None, levels: tuple[float, float] | None = None) -> None:
+        """Show ``result.time_matrix`` (``None`` clears).
+
+        Parameters
+        ----------
+        result : QualityResult or None
+        levels : tuple of float, optional
+            Fixed colour levels; default ``(0, finite max)``.
+        """
+        self.set_heatmap(None if result is None else result.time_matrix, levels)
+
+    def set_heatmap(self, heatmap: Heatmap | None, levels: tuple[float, float] | None = None) -> None:
+        """Show a time x time :class:`~deepaq_core.results.Heatmap` (``None`` clears).
+
+        Parameters
+        ----------
+        heatmap : Heatmap or None
+        levels : tuple of float, optional
+        """
+        self._heatmap = heatmap
+        if heatmap is None or heatmap.values.size == 0:
+            self._image.clear()
+            self._diagonal.setData([], [])
+            return
+        lo, hi = levels if levels is not None else finite_levels(heatmap.values)
+        self._bar.setLevels((lo, hi))
+        self._image.setImage(heatmap.values, autoLevels=False, levels=(lo, hi))
+        rect = image_rect(heatmap.x, heatmap.y, x_starts=True, y_starts=True)
+        self._image.setRect(rect)
+        self._plot.setLabel("bottom", _axis_label(heatmap.x_label))
+        self._plot.setLabel("left", _axis_label(heatmap.y_label))
+        self._bar.axis.setLabel(heatmap.units)
+        lo_t = max(rect.left(), rect.top())
+        hi_t = min(rect.right(), rect.bottom())
+        self._diagonal.setData([lo_t, hi_t], [lo_t, hi_t])
+        self._plot.autoRange(padding=0)
+
+    def heatmap(self) -> Heatmap | None:
+        """The heatmap shown, or ``None``."""
+        return self._heatmap
+
+    def plot_item(self) -> pg.PlotItem:
+        """The plot (for export).
+
+        Returns
+        -------
+        pyqtgraph.PlotItem
+        """
+        return self._plot
+
+    def image_item(self) -> pg.ImageItem:
+        """The image item.
+
+        Returns
+        -------
+        pyqtgraph.ImageItem
+        """
+        return self._image
+
+    def clear(self) -> None:
+        """Remove the matrix."""
+        self.set_heatmap(None)
+
+    def _clicked(self, ev) -> None:
+        if ev.button() != QtCore.Qt.MouseButton.LeftButton or ev.double() or self._heatmap is None:
+            return
+        vb = self._plot.getViewBox()
+        if not vb.sceneBoundingRect().contains(ev.scenePos()):
+            return
+        p = vb.mapSceneToView(ev.scenePos())
+        if self._image.mapRectToParent(self._image.boundingRect()).contains(p):
+            self.seekRequested.emit(max(0.0, float(p.y())))
+
+
+def _axis_label(text: str) -> str:
+    return text[:1].upper() + text[1:] if text else ""
