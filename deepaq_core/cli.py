@@ -97,7 +97,43 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("models", help="list the model ladder and what is available here")
     p.add_argument("--json", action="store_true", help="print as JSON")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
+
+    p = sub.add_parser("degrade", help="make a degraded version of a file (real codecs, filters, noise, ...)",
+                       description="Write a degraded version of INPUT; prints what was applied as JSON. "
+                       "Families and their parameters: 'deepaq degrade --list'.")
+    p.add_argument("input", nargs="?", help="clean audio file")
+    p.add_argument("-o", "--output", help="output file (.wav: 32-bit float, .flac: 24-bit)")
+    p.add_argument("--kind", help="degradation family, e.g. mp3, aac, opus, lowpass, white_noise, separation")
+    p.add_argument("--bitrate", type=float, help="codec bitrate, kbit/s (bitrate_kbps)")
+    p.add_argument("--cutoff", type=float, help="low-pass cutoff, Hz (cutoff_hz)")
+    p.add_argument("--snr", type=float, help="signal-to-noise ratio, dB (snr_db)")
+    p.add_argument("--value", type=float, help="the family's main intensity parameter")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="any other parameter of the family (repeatable)")
+    p.add_argument("--list", action="store_true", help="list the families, their parameters and ladders")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+
+    p = sub.add_parser("gui", help="open the desktop app (same options as deepaq-gui)", add_help=False)
+    p.add_argument("gui_args", nargs=argparse.REMAINDER)
+    p.set_defaults(debug=False)
+
+    for register in _extensions():
+        COMMANDS.update(register(sub))
     return parser
+
+
+def _extensions():
+    """``register(subparsers) -> {name: handler}`` of optional command modules (train, eval)."""
+    import importlib
+
+    out = []
+    for name in ("deepaq_core.training.cli", "deepaq_core.evaluation.cli"):
+        try:
+            out.append(importlib.import_module(name).register)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+    return out
 
 
 def _settings(args: argparse.Namespace):
@@ -263,7 +299,63 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"score": cmd_score, "batch": cmd_batch, "nmr": cmd_nmr, "models": cmd_models}
+def _number(text: str):
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def cmd_degrade(args: argparse.Namespace) -> int:
+    from deepaq_core.degrade import FAMILIES, available_codecs, degrade_file
+
+    if args.list:
+        from deepaq_core.degrade import codec_unavailable_reason
+
+        tools = available_codecs()
+        rows = []
+        for name, fam in FAMILIES.items():
+            avail = "yes" if name not in tools or tools[name] else f"no: {codec_unavailable_reason(name)}"
+            rows.append((name, f"{fam.param} ({fam.unit})", ", ".join(f"{v:g}" for v in fam.ladder), avail))
+        header = ("family", "parameter", "ladder (mildest -> worst)", "available")
+        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
+        for r in [header, *rows]:
+            print("  ".join(c.ljust(w) for c, w in zip(r[:3], widths)) + "  " + r[3])
+        return 0
+    if not args.input or not args.output or not args.kind:
+        raise DeePAQError("deepaq degrade needs INPUT, --kind and -o OUTPUT (see 'deepaq degrade --list').")
+    if args.kind not in FAMILIES and args.kind != "noise":
+        raise DeePAQError(f"Unknown degradation '{args.kind}'; see 'deepaq degrade --list'.")
+    params: dict = {}
+    for item in args.param:
+        if "=" not in item:
+            raise DeePAQError(f"--param '{item}' is not NAME=VALUE.")
+        key, value = item.split("=", 1)
+        params[key.strip()] = _number(value.strip())
+    for opt, key in (("bitrate", "bitrate_kbps"), ("cutoff", "cutoff_hz"), ("snr", "snr_db")):
+        if getattr(args, opt) is not None:
+            params[key] = getattr(args, opt)
+    if args.value is not None:
+        params[FAMILIES[args.kind].param if args.kind in FAMILIES else "snr_db"] = args.value
+    info = degrade_file(args.input, args.output, args.kind, **params)
+    print(json.dumps(info, indent=2, default=str))
+    return 0
+
+
+def cmd_gui(args: argparse.Namespace) -> int:
+    try:
+        from deepaq_gui.app import main as gui_main
+    except ImportError as exc:
+        raise DeePAQError(f"The desktop app needs the gui extra (pip install 'deepaq[gui]'): {exc}.") from None
+    return gui_main(args.gui_args)
+
+
+COMMANDS = {"score": cmd_score, "batch": cmd_batch, "nmr": cmd_nmr, "models": cmd_models,
+            "degrade": cmd_degrade, "gui": cmd_gui}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -282,6 +374,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("deepaq: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. piped into `head`: stop quietly, like other Unix tools
+        sys.stderr.close()
+        return 141
     except Exception as exc:  # an internal error: one line, traceback with --debug
         if debug:
             raise

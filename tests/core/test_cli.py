@@ -128,3 +128,23 @@ def test_usage_error_is_exit_2(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["score"])
     assert exc.value.code == 2
+
+
+def test_degrade_command_writes_a_scorable_file(capsys, signals, tmp_path):
+    import soundfile as sf
+
+    out = tmp_path / "lp.wav"
+    code, stdout, _ = run(capsys, "degrade", signals["ref"], "--kind", "lowpass", "--cutoff", "3000", "-o", str(out))
+    assert code == 0
+    info = json.loads(stdout)
+    assert info["params"]["cutoff_hz"] == 3000 and 0 < info["label"] <= 1
+    assert sf.info(str(out)).frames == sf.info(signals["ref"]).frames
+    code, stdout, _ = run(capsys, "score", signals["ref"], str(out), "--json")
+    assert code == 0 and json.loads(stdout)[0]["score"] < 100
+
+    code, stdout, _ = run(capsys, "degrade", "--list")
+    assert code == 0 and "mp3" in stdout and "lowpass" in stdout
+    code, _, err = run(capsys, "degrade", signals["ref"], "--kind", "warp", "-o", str(out))
+    assert code == 2 and "Unknown degradation 'warp'" in err
+    code, _, err = run(capsys, "degrade", signals["ref"], "--kind", "lowpass", "--param", "speed=3", "-o", str(out))
+    assert code == 2 and "speed" in err and "Traceback" not in err
