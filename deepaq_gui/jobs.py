@@ -111,23 +111,38 @@ def score_job(holder: ModelHolder, reference: Track, versions: list[tuple[int, T
 
 
 @dataclass(frozen=True)
-class Spectrograms:
-    """Precomputed spectrograms for the spectrogram view (reference and one version)."""
+class PreparedAudio:
+    """Everything the audio views and the player need, computed off the UI thread."""
 
-    reference: Any
-    degraded: Any
-    version: int
+    token: tuple
+    tracks: tuple
+    rate: int
+    version: int  # 0-based version shown next to the reference, -1 when there is none
+    ref_envelope: Any
+    deg_envelope: Any
+    ref_spectrogram: Any
+    deg_spectrogram: Any
 
 
-def spectrogram_job(reference: Track, degraded_audio, version: int):
-    """Compute the reference and aligned-version spectrograms (mono, playback rate)."""
+def prepare_audio_job(session: Session, results: dict, version: int, token: tuple, spectrograms: bool = True):
+    """Aligned playback tracks, waveform envelopes and spectrograms for ``version``."""
 
-    def job(cancel: threading.Event) -> Spectrograms:
+    def job(cancel: threading.Event) -> PreparedAudio:
+        from deepaq_core.audio import AudioBuffer
         from deepaq_gui.views.spectrogram import compute_spectrogram
+        from deepaq_gui.views.waveform import compute_envelope
 
-        ref = reference.audio.samples.mean(axis=0)
-        r = compute_spectrogram(ref, reference.audio.sample_rate)
-        d = compute_spectrogram(degraded_audio, reference.audio.sample_rate) if degraded_audio is not None else None
-        return Spectrograms(r, d, version)
+        tracks = session.playback_tracks(results)
+        sr = session.playback_rate
+        ref_mono = tracks[0].mean(axis=1)
+        v = min(version, len(tracks) - 2)
+        deg_mono = tracks[v + 1].mean(axis=1) if v >= 0 else None
+        ref_env = compute_envelope(AudioBuffer(ref_mono[None, :], sr))
+        deg_env = compute_envelope(AudioBuffer(deg_mono[None, :], sr)) if deg_mono is not None else None
+        ref_spec = deg_spec = None
+        if spectrograms and deg_mono is not None and not cancel.is_set():
+            ref_spec = compute_spectrogram(ref_mono, sr)
+            deg_spec = compute_spectrogram(deg_mono, sr)
+        return PreparedAudio(token, tuple(tracks), sr, v, ref_env, deg_env, ref_spec, deg_spec)
 
     return job

@@ -11,7 +11,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from deepaq_core.errors import DeePAQError
 from deepaq_core.scoring import Partial, ScoreSettings
-from deepaq_gui.jobs import LoadedFiles, ModelHolder, ModelReady, Spectrograms, load_files_job, score_job, spectrogram_job
+from deepaq_gui.jobs import LoadedFiles, ModelHolder, ModelReady, PreparedAudio, load_files_job, prepare_audio_job, score_job
 from deepaq_gui.playback import PlaybackEngine
 from deepaq_gui.session import Session
 from deepaq_gui.views.heatmap import LayerHeatmapView
@@ -287,7 +287,7 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         if isinstance(item, Partial) and item.index < len(self.session.versions):
             self.session.results[item.index] = item.result
-            self._playback_changed(only=item.index)
+            self._playback_changed()
             self._refresh()
 
     def cancel_scoring(self) -> None:
@@ -346,40 +346,31 @@ class MainWindow(QtWidgets.QMainWindow):
         self.scoringIdle.emit()
 
     # -- playback --------------------------------------------------------------------------
-    def _playback_changed(self, only: int | None = None) -> None:
-        tracks = self.session.playback_tracks()
-        if tracks:
-            self.engine.set_tracks(tracks, self.session.playback_rate)
-            self.engine.select(min(self.current, len(tracks) - 1))
-        self._update_audio_views(tracks)
-
-    def _update_audio_views(self, tracks: list[np.ndarray]) -> None:
+    def _playback_changed(self) -> None:
+        """Prepare aligned tracks, envelopes and spectrograms in a worker (never on the UI thread)."""
         s = self.session
         if s.reference is None:
+            self.engine.set_tracks([], 48000)  # an empty sequence unloads everything
             for v in (self.waveform, self.spectrogram):
                 v.clear()
             return
-        from deepaq_core.audio import AudioBuffer
+        token = (s.generation, tuple(sorted(s.results)), self.shown_version)
+        self._audio_token = token
+        self._start(prepare_audio_job(s, dict(s.results), self.shown_version, token), finished=self._audio_ready)
 
-        sr = s.playback_rate
-        ref = AudioBuffer(tracks[0].mean(axis=1)[None, :], sr)
-        deg = None
-        label = "V"
-        if s.versions:
-            i = min(self.shown_version, len(s.versions) - 1)
-            deg = AudioBuffer(tracks[i + 1].mean(axis=1)[None, :], sr)
-            label = f"V{i + 1}"
-            self.waveform.set_version_index(i)
-        self.waveform.set_audio(ref, deg, labels=("R", label))  # short: the axes are low
-        if deg is not None:
-            self._start(spectrogram_job(s.reference, deg.samples[0], self.shown_version),
-                        finished=self._spectrograms_ready)
+    def _audio_ready(self, prepared: PreparedAudio) -> None:
+        if prepared.token != getattr(self, "_audio_token", None):
+            return  # superseded by a newer request
+        self.engine.set_tracks(list(prepared.tracks), prepared.rate)
+        self.engine.select(min(self.current, len(prepared.tracks) - 1))
+        if prepared.version >= 0:
+            self.waveform.set_version_index(prepared.version)
+        label = f"V{prepared.version + 1}" if prepared.version >= 0 else "V"
+        self.waveform.set_envelopes(prepared.ref_envelope, prepared.deg_envelope, labels=("R", label))
+        if prepared.deg_spectrogram is not None:
+            self.spectrogram.set_spectrograms(prepared.ref_spectrogram, prepared.deg_spectrogram)
         else:
             self.spectrogram.clear()
-
-    def _spectrograms_ready(self, sp: Spectrograms) -> None:
-        if sp.degraded is not None and sp.version == self.shown_version:
-            self.spectrogram.set_spectrograms(sp.reference, sp.degraded)
 
     def select_track(self, index: int) -> None:
         """0 = reference, i = version i (1-based). Switches playback at the same position."""
@@ -391,7 +382,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.engine.select(index)
         if index > 0 and index - 1 != self.shown_version:
             self.shown_version = index - 1
-            self._update_audio_views(self.session.playback_tracks())
+            self._playback_changed()
         self._refresh()
 
     def seek(self, t: float) -> None:

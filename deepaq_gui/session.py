@@ -51,6 +51,9 @@ class Session:
     model_name: str | None = None
     results: dict[int, QualityResult] = field(default_factory=dict)
     generation: int = 0  # bumped on every change that makes running work stale
+    # Aligned playback arrays by (file hash, lag, gain, rate, length): a new result for one
+    # version must not redo the others (resampling minutes of audio is not free).
+    _aligned: dict[tuple, np.ndarray] = field(default_factory=dict, repr=False)
 
     # -- files ------------------------------------------------------------------------------
     @staticmethod
@@ -64,6 +67,7 @@ class Session:
         """Replace the reference; every result becomes stale."""
         self.reference = track
         self.results.clear()
+        self._aligned.clear()
         self.generation += 1
 
     def add_version(self, track: Track) -> int:
@@ -106,34 +110,47 @@ class Session:
     def playback_rate(self) -> int:
         return self.reference.audio.sample_rate if self.reference else 48000
 
-    def playback_tracks(self) -> list[np.ndarray]:
+    def playback_tracks(self, results: dict[int, QualityResult] | None = None) -> list[np.ndarray]:
         """Reference and every version as [N, 2] float32 on the reference timeline.
 
         Versions are resampled to the reference's rate, shifted by the delay and scaled by the
         gain that scoring measured (none before a result exists), and cut or padded with silence to
-        the reference's length, so switching keeps the musical position.
+        the reference's length, so switching keeps the musical position. ``results`` defaults to
+        the session's (pass a snapshot when calling from a worker thread).
         """
         if self.reference is None:
             return []
+        results = self.results if results is None else results
         sr = self.playback_rate
         n = self.reference.audio.num_samples
-        out = [_stereo(self.reference.audio.samples)]
+        key = ("reference", self.reference.info.sha256, n)
+        out = [self._aligned.get(key)]
+        if out[0] is None:
+            out[0] = self._aligned[key] = _stereo(self.reference.audio.samples)
         for i, v in enumerate(self.versions):
-            x = v.audio.samples
-            if v.audio.sample_rate != sr:
-                x = resample(x, v.audio.sample_rate, sr)
-            x = _stereo(x)
-            r = self.results.get(i)
+            r = results.get(i)
             lag = int(round(r.alignment.lag_ms * sr / 1000.0)) if r else 0
-            gain = 10.0 ** (r.gain_db / 20.0) if r else 1.0
-            y = np.zeros((n, PLAYBACK_CHANNELS), np.float32)
-            # degraded[m + lag] ~ reference[m]: reference frame m plays degraded frame m + lag
-            lo = max(0, -lag)
-            hi = min(n, x.shape[0] - lag)
-            if hi > lo:
-                y[lo:hi] = x[lo + lag : hi + lag] * gain
+            gain_db = r.gain_db if r else 0.0
+            key = (v.info.sha256, v.audio.sample_rate, lag, round(gain_db, 6), sr, n)
+            y = self._aligned.get(key)
+            if y is None:
+                y = self._aligned[key] = _aligned(v.audio, sr, n, lag, gain_db)
             out.append(y)
         return out
+
+
+def _aligned(audio: AudioBuffer, sr: int, n: int, lag: int, gain_db: float) -> np.ndarray:
+    """A version as [n, 2] at ``sr``: degraded[m + lag] ~ reference[m], scaled by ``gain_db``."""
+    x = audio.samples
+    if audio.sample_rate != sr:
+        x = resample(x, audio.sample_rate, sr)
+    x = _stereo(x)
+    y = np.zeros((n, PLAYBACK_CHANNELS), np.float32)
+    lo = max(0, -lag)
+    hi = min(n, x.shape[0] - lag)
+    if hi > lo:
+        y[lo:hi] = x[lo + lag : hi + lag] * np.float32(10.0 ** (gain_db / 20.0))
+    return y
 
 
 def _stereo(samples: np.ndarray) -> np.ndarray:

@@ -1,0 +1,95 @@
+#!/usr/bin/env python3
+"""Does the desktop app's UI stay responsive while it scores? Prints a table of event-loop stalls.
+
+A 10 ms QTimer runs on the UI thread while the real main window opens a reference and one
+degraded version (both generated, ``--minutes`` long, 48 kHz stereo) and scores them in its
+worker. Every gap between two timer ticks beyond 10 ms is the time the event loop could not run.
+The target is no stall over 50 ms while scoring a 5-minute pair.
+
+    QT_QPA_PLATFORM=offscreen python benchmarks/bench_gui_latency.py [--minutes 5] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+
+def make_pair(folder: Path, minutes: float, sr: int = 48000) -> tuple[str, str]:
+    rng = np.random.default_rng(0)
+    n = int(minutes * 60 * sr)
+    t = np.arange(n) / sr
+    # A slowly changing chord plus noise bursts: enough structure for alignment and scoring.
+    x = sum(0.1 * np.sin(2 * np.pi * f * t * (1 + 0.001 * np.sin(0.1 * t))) for f in (220, 277, 330, 440))
+    x += 0.05 * rng.normal(size=n) * (np.sin(2 * np.pi * 2 * t) > 0.95)
+    ref = np.stack([x, np.roll(x, 11)], axis=1).astype(np.float32)
+    deg = np.concatenate([np.zeros((1500, 2), np.float32), ref[:-1500]]) * 0.7
+    deg += rng.normal(0, 0.01, deg.shape).astype(np.float32)
+    r, d = folder / "ref.flac", folder / "deg.flac"
+    sf.write(r, ref, sr)
+    sf.write(d, deg, sr)
+    return str(r), str(d)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--minutes", type=float, default=5.0)
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args()
+
+    from PySide6 import QtCore, QtWidgets
+
+    from deepaq_gui.main_window import MainWindow
+
+    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
+    with tempfile.TemporaryDirectory() as tmp:
+        ref, deg = make_pair(Path(tmp), args.minutes)
+        w = MainWindow(device=args.device, audio_backend="null")
+        w.show()
+        ticks: list[float] = []
+        timer = QtCore.QTimer()
+        timer.setTimerType(QtCore.Qt.PreciseTimer)
+        timer.setInterval(10)
+        timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+        done = {"t": None}
+        w.scoringIdle.connect(lambda: done.update(t=time.perf_counter()) if w.session.results else None)
+        timer.start()
+        t0 = time.perf_counter()
+        w.open_files([ref, deg])
+        while done["t"] is None and time.perf_counter() - t0 < 1800:
+            app.processEvents(QtCore.QEventLoop.AllEvents, 50)
+        timer.stop()
+        total = time.perf_counter() - t0
+        result = w.session.results.get(0)
+        w.close()
+
+    gaps = np.diff(np.array(ticks)) * 1000.0
+    stalls = gaps - 10.0
+    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")),
+               platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
+    print(f"machine: {cpu}, {os.cpu_count()} cores, Python {sys.version.split()[0]}, device {args.device}")
+    print(f"pair: {args.minutes:g} min reference + {args.minutes:g} min degraded, 48 kHz stereo; "
+          f"open + read + score + draw took {total:.1f} s; score {result.score:.1f}" if result else "no result")
+    print()
+    print("| ticks | median gap (ms) | 99th pct gap (ms) | max gap (ms) | stalls > 50 ms | longest stall (ms) |")
+    print("|---|---|---|---|---|---|")
+    print(f"| {len(ticks)} | {np.median(gaps):.1f} | {np.percentile(gaps, 99):.1f} | {gaps.max():.1f} | "
+          f"{int((stalls > 50).sum())} | {stalls.max():.1f} |")
+    worst = np.argsort(gaps)[-5:][::-1]
+    print()
+    print("five longest gaps at (s after opening):",
+          ", ".join(f"{ticks[i] - t0:.2f} s: {gaps[i]:.0f} ms" for i in worst))
+
+
+if __name__ == "__main__":
+    main()
