@@ -38,6 +38,26 @@ def _setup_logging(debug: bool) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
+def _missing_xcb_libraries() -> list[str]:
+    """Shared libraries Qt's X11 platform plugin needs but cannot find (``ldd``), Linux only."""
+    import importlib.util
+    import shutil
+    import subprocess
+
+    spec = importlib.util.find_spec("PySide6")
+    ldd = shutil.which("ldd")
+    if spec is None or not spec.submodule_search_locations or ldd is None:
+        return []
+    plugin = Path(list(spec.submodule_search_locations)[0]) / "Qt" / "plugins" / "platforms" / "libqxcb.so"
+    if not plugin.is_file():
+        return []
+    try:
+        out = subprocess.run([ldd, str(plugin)], capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return sorted({line.split("=>")[0].strip() for line in out.splitlines() if "not found" in line})
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="deepaq-gui", description="DeePAQ desktop app: listen A/B and see where quality drops.")
     p.add_argument("files", nargs="*", help="reference file, then degraded versions (up to 9)")
@@ -59,6 +79,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.screenshot and not os.environ.get("QT_QPA_PLATFORM") and not os.environ.get("DISPLAY") \
             and sys.platform.startswith("linux"):
         os.environ["QT_QPA_PLATFORM"] = "offscreen"  # screenshots work without a display
+
+    if (sys.platform.startswith("linux") and not os.environ.get("QT_QPA_PLATFORM")
+            and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY")):
+        print("deepaq-gui: error: no display was found (DISPLAY is not set); use 'deepaq score' in a terminal, "
+              "or --screenshot to render the window to a file.", file=sys.stderr)
+        return 2
+
+    if sys.platform.startswith("linux") and os.environ.get("DISPLAY") and not os.environ.get("QT_QPA_PLATFORM"):
+        missing = _missing_xcb_libraries()
+        if missing:  # Qt would abort the process (no exception to catch) when loading its xcb plugin
+            print(f"deepaq-gui: error: Qt cannot open a window: system libraries are missing ({', '.join(missing)}); "
+                  "install them (e.g. 'bash tools/bootstrap.sh --system' on Debian/Ubuntu).", file=sys.stderr)
+            return 2
 
     from PySide6 import QtCore, QtWidgets
 

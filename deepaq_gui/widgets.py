@@ -69,7 +69,7 @@ class FilesPanel(QtWidgets.QTreeWidget):
             key = "R" if row == 0 else str(row)
             r: QualityResult | None = session.results.get(row - 1) if row else None
             offset = f"{round(r.alignment.lag_ms, 1) + 0.0:.1f} ms" if r else ""  # no "-0.0"
-            gain = f"{r.gain_db:+.1f} dB" if r else ""
+            gain = f"{round(r.gain_db, 1) + 0.0:+.1f} dB" if r else ""
             score = f"{r.score:.1f}" if r else ("" if row == 0 else "…")
             values = [key, track.name, f"{info.sample_rate / 1000:g}k", str(info.channels),
                       str(info.bit_depth or "-"), f"{info.duration_s:.2f} s", offset, gain, score]

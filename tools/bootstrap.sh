@@ -14,10 +14,12 @@ if [[ "${1:-}" == "--system" ]]; then
     export DEBIAN_FRONTEND=noninteractive
     $SUDO apt-get update -qq
     # ffmpeg/lame/opus-tools/vorbis-tools/sox: real encoders; libportaudio2: playback;
-    # libegl1/libgl1/libxkbcommon0/libfontconfig1/libdbus-1-3: Qt's offscreen platform.
+    # libegl1/libgl1/libxkbcommon0/libfontconfig1/libdbus-1-3: Qt's offscreen platform;
+    # libxcb-cursor0/libxkbcommon-x11-0/libxcb-*: Qt's X11 (xcb) platform for a real window.
     $SUDO apt-get install -y -qq --no-install-recommends \
       ffmpeg lame opus-tools vorbis-tools sox libsndfile1 libportaudio2 \
-      libegl1 libgl1 libxkbcommon0 libfontconfig1 libdbus-1-3 >/dev/null
+      libegl1 libgl1 libxkbcommon0 libfontconfig1 libdbus-1-3 \
+      libxcb-cursor0 libxkbcommon-x11-0 libxcb-icccm4 libxcb-keysyms1 libxcb-shape0 >/dev/null
   else
     echo "bootstrap: apt-get not found; install ffmpeg, lame, opus-tools, vorbis-tools, sox and PortAudio yourself." >&2
   fi
