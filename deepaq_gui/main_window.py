@@ -48,6 +48,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.current = 0  # 0 = reference, i = version i (1-based)
         self.shown_version = 0  # 0-based version shown in waveform/spectrogram/heatmaps
         self.errors_seen: list[str] = []
+        self.blind = None  # the open blind-test widget (ABX, A/B preference or MUSHRA), if any
+        self.blind_logs: list[dict] = []
         self._build()
         self._build_menus()
         QtWidgets.QApplication.instance().installEventFilter(self)
@@ -148,6 +150,13 @@ class MainWindow(QtWidgets.QMainWindow):
         self.model_menu = mb.addMenu("&Model")
         self.model_menu.aboutToShow.connect(self._fill_model_menu)
 
+        t = mb.addMenu("&Listening tests")
+        t.addAction("Blind &ABX…", lambda: self.open_blind("abx"))
+        t.addAction("Blind A/B &preference…", lambda: self.open_blind("ab"))
+        t.addAction("&MUSHRA rating page…", lambda: self.open_blind("mushra"))
+        t.addSeparator()
+        t.addAction("&Close the listening test", self.close_blind)
+
         h = mb.addMenu("&Help")
         h.addAction("Open the &demo", self.open_demo)
         h.addAction("&Keys", lambda: self.message(
@@ -189,6 +198,7 @@ class MainWindow(QtWidgets.QMainWindow):
         tracks = list(out.tracks)
         if not tracks:
             return
+        self.close_blind()  # track numbers are about to change
         if as_reference or (as_reference is None and self.session.reference is None):
             self.session.set_reference(tracks.pop(0))
             self._cancel_stale()
@@ -202,6 +212,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.rescore()
 
     def remove_version(self, index: int) -> None:
+        self.close_blind()
         self._cancel_stale()
         self.session.remove_version(index)
         self.current = min(self.current, len(self.session.versions))
@@ -345,6 +356,54 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         self.scoringIdle.emit()
 
+    # -- blind listening ---------------------------------------------------------------------
+    def _hidden(self) -> bool:
+        return self.blind is not None and self.blind.identity_hidden
+
+    def open_blind(self, kind: str) -> None:
+        """Open a blind test in a dock; while it hides identities the window shows nothing that reveals them."""
+        from deepaq_gui.blind import tracks_from_session
+        from deepaq_gui.blind_panel import AbxPanel, BlindAbPanel
+        from deepaq_gui.mushra import MushraPage, paths_from_session
+
+        s = self.session
+        if s.reference is None or not s.versions:
+            self.message("Open a reference and at least one degraded version before a listening test.", "info")
+            return
+        self.close_blind()
+        if kind == "abx":
+            w = AbxPanel(self.engine, tracks_from_session(s))
+        elif kind == "ab":
+            w = BlindAbPanel(self.engine, tracks_from_session(s))
+        else:
+            w = MushraPage(self.engine, 0, list(range(1, len(s.versions) + 1)), None, paths=paths_from_session(s))
+        w.messageRequested.connect(self.message)
+        w.identityHidden.connect(lambda _hidden: self._refresh())
+        dock = QtWidgets.QDockWidget({"abx": "Blind ABX", "ab": "Blind A/B", "mushra": "MUSHRA"}[kind], self)
+        dock.setObjectName("blind_dock")
+        dock.setWidget(w)
+        dock.setAllowedAreas(QtCore.Qt.RightDockWidgetArea | QtCore.Qt.BottomDockWidgetArea)
+        self.addDockWidget(QtCore.Qt.RightDockWidgetArea, dock)
+        self.blind, self.blind_dock = w, dock
+        self._refresh()
+
+    def close_blind(self) -> None:
+        if self.blind is None:
+            return
+        test = getattr(self.blind, "test", None)
+        if test is not None and getattr(test, "log", None):
+            import dataclasses as dc
+
+            # kept for the session file: what was tested, every trial, the outcome
+            self.blind_logs.append({"kind": type(test).__name__, "summary": test.summary(),
+                                    "trials": [dc.asdict(t) if dc.is_dataclass(t) else t for t in test.log]})
+        self.blind.stop()
+        self.removeDockWidget(self.blind_dock)
+        self.blind_dock.deleteLater()
+        self.blind = None
+        self.engine.select(min(self.current, max(0, self.engine.track_count - 1)))
+        self._refresh()
+
     # -- playback --------------------------------------------------------------------------
     def _playback_changed(self) -> None:
         """Prepare aligned tracks, envelopes and spectrograms in a worker (never on the UI thread)."""
@@ -362,7 +421,10 @@ class MainWindow(QtWidgets.QMainWindow):
         if prepared.token != getattr(self, "_audio_token", None):
             return  # superseded by a newer request
         self.engine.set_tracks(list(prepared.tracks), prepared.rate)
-        self.engine.select(min(self.current, len(prepared.tracks) - 1))
+        if self.blind is not None:
+            self.blind.resync()  # the blind test owns track selection
+        else:
+            self.engine.select(min(self.current, len(prepared.tracks) - 1))
         if prepared.version >= 0:
             self.waveform.set_version_index(prepared.version)
         label = f"V{prepared.version + 1}" if prepared.version >= 0 else "V"
@@ -374,7 +436,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def select_track(self, index: int) -> None:
         """0 = reference, i = version i (1-based). Switches playback at the same position."""
-        if index > len(self.session.versions) or index < 0:
+        if index > len(self.session.versions) or index < 0 or self._hidden():
             return
         if index != self.current:
             self.previous = self.current
@@ -408,6 +470,9 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def handle_key(self, event: QtGui.QKeyEvent) -> bool:
         """Transport keys; returns True when the key was used."""
+        if self._hidden():
+            # A/B/X, answers and condition numbers belong to the test; track keys would reveal X
+            return bool(self.blind.handle_key(event)) or key_to_track(event) is not None
         idx = key_to_track(event)
         k = event.key()
         if idx is not None:
@@ -430,7 +495,10 @@ class MainWindow(QtWidgets.QMainWindow):
         t = self.engine.position_s
         for v in self.time_views:
             v.set_playhead(t)
-        name = "reference" if self.current == 0 else f"version {self.current}"
+        if self._hidden():
+            name = f"{self.blind.playing_label()} (blind)"
+        else:
+            name = "reference" if self.current == 0 else f"version {self.current}"
         state = "▶" if self.engine.playing else "❚❚"
         self.transport.setText(f"{state} {t:7.2f} s   playing: {name}"
                                f"{'' if self.engine.available else '   (playback off)'}")
@@ -438,6 +506,9 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _update_live(self, t: float) -> None:
         s = self.session
+        if self._hidden():
+            self.live.set_score(None, "Blind test running: scores are hidden")
+            return
         if self.current == 0:
             self.live.set_score(None, "Reference (100 by definition)")
             return
@@ -452,9 +523,11 @@ class MainWindow(QtWidgets.QMainWindow):
     # -- refresh ---------------------------------------------------------------------------
     def _refresh(self) -> None:
         s = self.session
-        self.files.populate(s, self.current)
+        hidden = self._hidden()
+        self.files.setEnabled(not hidden)
+        self.files.populate(s, -1 if hidden else self.current, show_scores=not hidden)
         names = {i: f"{i + 1}: {v.name}" for i, v in enumerate(s.versions)}
-        results = dict(s.results)
+        results = {} if hidden else dict(s.results)  # nothing on screen may give the answer away
         self.curve.set_results(results, names)
         self.curve.set_selected(self.current - 1 if self.current > 0 else self.shown_version)
         self.table.set_results(results, names)

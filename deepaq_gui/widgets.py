@@ -59,18 +59,18 @@ class FilesPanel(QtWidgets.QTreeWidget):
         self.header().setStretchLastSection(False)
         self.header().setSectionResizeMode(1, QtWidgets.QHeaderView.Stretch)
 
-    def populate(self, session: Session, current: int) -> None:
-        """Rebuild the rows from the session (cheap: at most ten rows)."""
+    def populate(self, session: Session, current: int, show_scores: bool = True) -> None:
+        """Rebuild the rows from the session (cheap: at most ten rows); no scores during blind tests."""
         self.blockSignals(True)
         self.clear()
         tracks = ([session.reference] if session.reference else []) + list(session.versions)
         for row, track in enumerate(tracks):
             info = track.info
             key = "R" if row == 0 else str(row)
-            r: QualityResult | None = session.results.get(row - 1) if row else None
+            r: QualityResult | None = session.results.get(row - 1) if row and show_scores else None
             offset = f"{round(r.alignment.lag_ms, 1) + 0.0:.1f} ms" if r else ""  # no "-0.0"
             gain = f"{round(r.gain_db, 1) + 0.0:+.1f} dB" if r else ""
-            score = f"{r.score:.1f}" if r else ("" if row == 0 else "…")
+            score = f"{r.score:.1f}" if r else ("" if row == 0 or not show_scores else "…")
             values = [key, track.name, f"{info.sample_rate / 1000:g}k", str(info.channels),
                       str(info.bit_depth or "-"), f"{info.duration_s:.2f} s", offset, gain, score]
             item = QtWidgets.QTreeWidgetItem(values)

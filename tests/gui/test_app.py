@@ -122,3 +122,23 @@ def test_screenshot_fails_cleanly_on_bad_file(tmp_path):
     assert proc.returncode != 0
     assert "missing.wav" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "x.png").exists()
+
+
+def test_blind_abx_hides_identity_and_scores(qtbot, window, signals):
+    _open_and_wait(qtbot, window, [signals["ref"], signals["lp"], signals["noisy"]])
+    window.open_blind("abx")
+    panel = window.blind
+    panel.start(0, 1, trials=4, seed=3)
+    assert window._hidden()
+    assert window.table.model().rowCount() == 0 and window.curve.curve_items() == {}
+    assert window.files.topLevelItem(1).text(8) == ""  # no score column during the test
+    qtbot.keyClick(window, QtCore.Qt.Key_X)  # play X: the engine switches, the label does not tell
+    x = panel.test.index_of("X")
+    assert window.engine.current == x
+    window._tick()
+    assert "version" not in window.transport.text() and "(blind)" in window.transport.text()
+    qtbot.keyClick(window, QtCore.Qt.Key_2)  # an answer ("X is B"), not "select version 2"
+    assert panel.test.total == 1
+    window.close_blind()
+    assert not window._hidden() and window.table.model().rowCount() == 2
+    assert window.blind_logs and window.blind_logs[0]["trials"][0]["trial"] == 1
