@@ -347,11 +347,14 @@ def cmd_degrade(args: argparse.Namespace) -> int:
 
 
 def cmd_gui(args: argparse.Namespace) -> int:
-    try:
-        from deepaq_gui.app import main as gui_main
-    except ImportError as exc:
-        raise DeePAQError(f"The desktop app needs the gui extra (pip install 'deepaq[gui]'): {exc}.") from None
-    return gui_main(args.gui_args)
+    """Start the desktop app as its own process: the core never loads Qt into its own."""
+    import importlib.util
+    import subprocess
+
+    for module in ("deepaq_gui", "PySide6", "pyqtgraph"):
+        if importlib.util.find_spec(module) is None:
+            raise DeePAQError(f"The desktop app needs the gui extra ({module} is not installed): pip install 'deepaq[gui]'.")
+    return subprocess.call([sys.executable, "-m", "deepaq_gui.app", *args.gui_args])
 
 
 COMMANDS = {"score": cmd_score, "batch": cmd_batch, "nmr": cmd_nmr, "models": cmd_models,
@@ -360,6 +363,13 @@ COMMANDS = {"score": cmd_score, "batch": cmd_batch, "nmr": cmd_nmr, "models": cm
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``deepaq``; returns the exit code (also when called in-process)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["gui"]:  # everything after "gui" belongs to deepaq-gui, options included
+        try:
+            return cmd_gui(argparse.Namespace(gui_args=argv[1:]))
+        except DeePAQError as exc:
+            print(f"deepaq: error: {exc}", file=sys.stderr)
+            return 2
     parser = build_parser()
     args = parser.parse_args(argv)
     debug = getattr(args, "debug", False)

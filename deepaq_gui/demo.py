@@ -1,7 +1,8 @@
 """The demo session: the bundled reference, its real MP3 version, and versions made on the fly.
 
-The generated versions (low-pass and noise at a few strengths) are written once to the user's
-cache folder as FLAC, so they behave like any opened file (hashes, caching, export).
+The generated versions (real codec ladders when the encoders are installed, low-pass and noise at
+a few strengths) are written once to the user's cache folder as FLAC, so they behave like any
+opened file (hashes, caching, export). A missing encoder just leaves its rung out.
 """
 
 from __future__ import annotations
@@ -9,6 +10,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+CODEC_VERSIONS = [
+    ("mp3", {"bitrate_kbps": 32}, "demo_mp3_32k.flac"),
+    ("aac", {"bitrate_kbps": 48}, "demo_aac_48k.flac"),
+    ("opus", {"bitrate_kbps": 24}, "demo_opus_24k.flac"),
+]
 DEMO_VERSIONS = [
     ("lowpass", {"cutoff_hz": 7000.0}, "demo_lowpass_7k.flac"),
     ("lowpass", {"cutoff_hz": 3500.0}, "demo_lowpass_3k5.flac"),
@@ -34,14 +40,15 @@ def demo_files() -> tuple[str, list[str]]:
     import soundfile as sf
 
     from deepaq_core.audio import load_audio
-    from deepaq_core.degrade import degrade
+    from deepaq_core.degrade import available_codecs, degrade
 
     ref = demo_dir() / "demo_reference.flac"
     versions = [str(demo_dir() / "demo_mp3_64k.flac")]
     out = cache_dir()
     out.mkdir(parents=True, exist_ok=True)
     audio = None
-    for kind, params, name in DEMO_VERSIONS:
+    tools = available_codecs()
+    for kind, params, name in [v for v in CODEC_VERSIONS if tools.get(v[0])] + DEMO_VERSIONS:
         path = out / name
         if not path.is_file():
             if audio is None:

@@ -59,6 +59,13 @@ class MainWindow(QtWidgets.QMainWindow):
         self.timer.start()
         if not self.engine.available:
             QtCore.QTimer.singleShot(0, lambda: self.message(self.engine.unavailable_reason, "warning"))
+        from deepaq_gui.session_file import Autosaver
+
+        self.session_path: str | None = None
+        self._loop: tuple[float, float] | None = None
+        self.autosaver = Autosaver(lambda: (self.session, self._session_extra()), interval_s=10, parent=self)
+        self.autosaver.failed.connect(lambda m: self.message(m, "warning"))
+        self.autosaver.start()
 
     # -- construction ---------------------------------------------------------------------
     def _build(self) -> None:
@@ -128,6 +135,15 @@ class MainWindow(QtWidgets.QMainWindow):
         f = mb.addMenu("&File")
         f.addAction("Open &reference…", self.ask_reference, QtGui.QKeySequence.Open)
         f.addAction("&Add degraded versions…", self.ask_versions, QtGui.QKeySequence("Ctrl+D"))
+        self.generate_action = f.addAction("&Generate degraded versions…", self.ask_generate, QtGui.QKeySequence("Ctrl+G"))
+        f.addSeparator()
+        f.addAction("Open &session…", self.ask_session, QtGui.QKeySequence("Ctrl+Shift+O"))
+        self.recent_menu = f.addMenu("Open &recent session")
+        self.recent_menu.aboutToShow.connect(self._fill_recent)
+        self.restore_action = f.addAction("Restore the &autosaved session", self.restore_autosave)
+        f.aboutToShow.connect(self._update_file_menu)
+        f.addAction("&Save session", self.save_session, QtGui.QKeySequence.Save)
+        f.addAction("Save session &as…", lambda: self.save_session(ask=True), QtGui.QKeySequence("Ctrl+Shift+S"))
         f.addSeparator()
         exp = f.addMenu("&Export")
         exp.addAction("Window as PNG…", lambda: self._export("window_png"))
@@ -135,6 +151,7 @@ class MainWindow(QtWidgets.QMainWindow):
         exp.addAction("Quality curves as SVG…", lambda: self._export("curve_svg"))
         exp.addAction("Curves as CSV…", lambda: self._export("csv"))
         exp.addAction("Scores as JSON…", lambda: self._export("json"))
+        exp.addAction("One-page report (PDF or PNG)…", lambda: self._export("report"))
         f.addSeparator()
         f.addAction("&Quit", self.close, QtGui.QKeySequence.Quit)
 
@@ -356,6 +373,116 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         self.scoringIdle.emit()
 
+    # -- sessions and generated versions -----------------------------------------------------
+    def _session_extra(self) -> dict:
+        return {"current": self.current, "shown_version": self.shown_version,
+                "loop": list(self._loop) if self._loop else None, "blind_logs": self.blind_logs}
+
+    def _update_file_menu(self) -> None:
+        from deepaq_gui.session_file import autosave_path
+
+        self.restore_action.setEnabled(autosave_path().is_file())
+        self.generate_action.setEnabled(self.session.reference is not None)
+
+    def _fill_recent(self) -> None:
+        from deepaq_gui.session_file import recent_sessions
+
+        self.recent_menu.clear()
+        paths = recent_sessions()
+        for p in paths:
+            self.recent_menu.addAction(p, lambda p=p: self.load_session_file(p))
+        if not paths:
+            self.recent_menu.addAction("(none)").setEnabled(False)
+
+    def ask_session(self) -> None:
+        from deepaq_gui.session_file import SESSION_FILTER
+
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Open session", "", SESSION_FILTER)
+        if path:
+            self.load_session_file(path)
+
+    def restore_autosave(self) -> None:
+        from deepaq_gui.session_file import autosave_path
+
+        self.load_session_file(str(autosave_path()))
+
+    def save_session(self, ask: bool = False, path: str | None = None) -> None:
+        """Save the session file (asks for a name the first time or with ``ask``)."""
+        from deepaq_gui.session_file import SESSION_FILTER, add_recent, save_session, with_suffix
+
+        if self.session.reference is None:
+            self.message("There is nothing to save yet: open a reference first.", "info")
+            return
+        if path is None and (ask or not self.session_path):
+            path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Save session", "session.deepaq.json", SESSION_FILTER)
+            if not path:
+                return
+        path = str(with_suffix(path or self.session_path))
+        try:
+            save_session(self.session, path, extra=self._session_extra())
+        except (DeePAQError, OSError) as exc:
+            self.message(str(exc))
+            return
+        self.session_path = path
+        add_recent(path)
+        self.message(f"Saved {os.path.basename(path)}.", "info")
+
+    def load_session_file(self, path: str) -> None:
+        """Reopen a session in a worker; unchanged files keep their results (no rescoring)."""
+        from deepaq_gui.session_file import load_session_job
+
+        self._start(load_session_job(path), finished=self._session_loaded, show_progress=True)
+
+    def _session_loaded(self, loaded) -> None:
+        from deepaq_gui.session_file import add_recent, autosave_path
+
+        self._cancel_stale()
+        self.close_blind()
+        self.session = loaded.session
+        for i, r in loaded.session.results.items():  # seeds the cache: switching back costs nothing
+            self.holder.results[self.holder.key(self.session.reference, self.session.versions[i],
+                                                self.session.model_name, self.session.settings)] = r
+        for action, value in ((self.align_action, self.session.settings.align),
+                              (self.loud_action, self.session.settings.match_loudness)):
+            action.blockSignals(True)
+            action.setChecked(value)
+            action.blockSignals(False)
+        self.blind_logs = list(loaded.blind_logs)
+        self.current, self.shown_version = loaded.current, loaded.shown_version
+        for m in loaded.messages:
+            self.message(m, "warning")  # a changed file is said out loud, never rescored silently
+        self._playback_changed()
+        self._refresh()
+        if loaded.loop:
+            self.set_loop(*loaded.loop)
+        if str(loaded.path) != str(autosave_path()):
+            self.session_path = str(loaded.path)
+            add_recent(str(loaded.path))
+        self.rescore()
+
+    def ask_generate(self) -> None:
+        from deepaq_gui.degrade_dialog import DegradeDialog, generate_versions_job
+        from deepaq_gui.session import MAX_VERSIONS
+
+        if self.session.reference is None:
+            self.message("Open a reference first; degraded versions are made from it.", "info")
+            return
+        room = MAX_VERSIONS - len(self.session.versions)
+        if room <= 0:
+            self.message(f"At most {MAX_VERSIONS} versions can be open; remove one first.", "info")
+            return
+        picked = DegradeDialog.ask(self.session.reference.path, self, max_jobs=room)
+        if picked:
+            jobs, out_dir = picked
+            self._start(generate_versions_job(self.session.reference.path, jobs, out_dir),
+                        finished=self._versions_generated, show_progress=True)
+
+    def _versions_generated(self, out) -> None:
+        for e in out.errors:
+            self.message(e)
+        if out.files:
+            self.open_files([p for p, _ in out.files], as_reference=False)
+
     # -- blind listening ---------------------------------------------------------------------
     def _hidden(self) -> bool:
         return self.blind is not None and self.blind.identity_hidden
@@ -452,10 +579,12 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def set_loop(self, start: float, end: float) -> None:
         if end - start < 0.05:
+            self._loop = None
             self.engine.clear_loop()
             for v in self.time_views:
                 v.set_loop(None)
             return
+        self._loop = (start, end)
         self.engine.set_loop(start, end)
         self.engine.seek(start)
         for v in self.time_views:
@@ -545,7 +674,8 @@ class MainWindow(QtWidgets.QMainWindow):
 
     # -- export ----------------------------------------------------------------------------
     def _export(self, kind: str) -> None:
-        suffix = {"window_png": "png", "curve_png": "png", "curve_svg": "svg", "csv": "csv", "json": "json"}[kind]
+        suffix = {"window_png": "png", "curve_png": "png", "curve_svg": "svg", "csv": "csv", "json": "json",
+                  "report": "pdf"}[kind]
         path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Export", f"deepaq.{suffix}", f"*.{suffix}")
         if not path:
             return
@@ -567,7 +697,14 @@ class MainWindow(QtWidgets.QMainWindow):
                 export.export_curves_csv(self.session.results, names, path)
             elif kind == "json":
                 export.export_scores_json(self.session.results, names, path)
+            elif kind == "report":
+                from deepaq_gui.report import make_report
+
+                make_report(path, self.session, dict(self.session.results),
+                            images=[self.curve.grab(), self.spectrogram.grab(), self.heatmap.grab(), self.matrix.grab()])
             self.message(f"Exported {os.path.basename(path)}.", "info")
+        except DeePAQError as exc:
+            self.message(str(exc))
         except OSError as exc:
             self.message(f"Cannot write '{os.path.basename(path)}': {exc.strerror or exc}.")
 
@@ -577,6 +714,10 @@ class MainWindow(QtWidgets.QMainWindow):
         return bool(self.grab().save(str(path), "PNG"))
 
     def closeEvent(self, e: QtGui.QCloseEvent) -> None:  # noqa: N802 - Qt API
+        try:
+            self.autosaver.save_now()
+        except Exception:  # never block closing on the autosave
+            log.exception("autosave on close failed")
         for w in list(self.workers):
             w.cancel()
         self.engine.close()

@@ -58,7 +58,8 @@ class QualityCurveView(TimeView):
         self._plot.setLimits(yMin=-5, yMax=105)
         self._plot.setMouseEnabled(x=True, y=False)
         self._plot.showGrid(x=True, y=True, alpha=0.2)
-        self._legend = self._plot.addLegend(offset=(-10, 10))
+        # Several columns along the bottom edge: a one-column legend of nine versions hides the curves.
+        self._legend = self._plot.addLegend(offset=(10, -10), colCount=3, brush=pg.mkBrush(0, 0, 0, 160))
         self._add_time_plot(self._plot)
 
         self._results: dict[int, QualityResult] = {}

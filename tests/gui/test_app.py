@@ -142,3 +142,56 @@ def test_blind_abx_hides_identity_and_scores(qtbot, window, signals):
     window.close_blind()
     assert not window._hidden() and window.table.model().rowCount() == 2
     assert window.blind_logs and window.blind_logs[0]["trials"][0]["trial"] == 1
+
+
+def test_session_round_trip_restores_results_without_rescoring(qtbot, window, signals, tmp_path, monkeypatch):
+    import shutil
+
+    folder = tmp_path / "proj"
+    folder.mkdir()
+    for name in ("ref", "lp", "noisy"):
+        shutil.copy(signals[name], folder / f"{name}.wav")
+    _open_and_wait(qtbot, window, [str(folder / "ref.wav"), str(folder / "lp.wav"), str(folder / "noisy.wav")])
+    scores = {i: r.score for i, r in window.session.results.items()}
+    path = str(tmp_path / "s.deepaq.json")
+    window.save_session(path=path)
+
+    # change one file on disk: it must be reported and rescored, the other restored as saved
+    import numpy as np
+    import soundfile as sf
+
+    x, sr = sf.read(folder / "noisy.wav", dtype="float32")
+    sf.write(folder / "noisy.wav", x * np.float32(0.5), sr, subtype="FLOAT")
+
+    w2 = MainWindow(device="cpu", audio_backend="null")
+    qtbot.addWidget(w2)
+    import deepaq_core.scoring as scoring
+
+    calls = []
+    real = scoring.Scorer.iter_score
+
+    def spy(self, reference, degraded, cancel=None):
+        calls.append(len(degraded))
+        return real(self, reference, degraded, cancel=cancel)
+
+    monkeypatch.setattr(scoring.Scorer, "iter_score", spy)
+    with qtbot.waitSignal(w2.scoringIdle, timeout=TIMEOUT_MS):
+        w2.load_session_file(path)
+    qtbot.waitUntil(lambda: w2.is_idle() and not w2.session.missing_results(), timeout=TIMEOUT_MS)
+    assert w2.session.results[0].score == scores[0]
+    assert calls == [1]  # only the changed file was scored again
+    assert any("noisy.wav" in text and "changed" in text for _, text in w2.messages.history)
+    w2.close()
+
+
+def test_generated_versions_and_report(qtbot, window, signals, tmp_path):
+    from deepaq_gui.degrade_dialog import generate_versions_job
+
+    _open_and_wait(qtbot, window, [signals["ref"]])
+    job = generate_versions_job(window.session.reference.path, [("lowpass", {"cutoff_hz": 4000.0}),
+                                                                ("white_noise", {"snr_db": 20.0})], str(tmp_path))
+    with qtbot.waitSignal(window.scoringIdle, timeout=TIMEOUT_MS):
+        window._start(job, finished=window._versions_generated)
+    qtbot.waitUntil(lambda: len(window.session.results) == 2 and window.is_idle(), timeout=TIMEOUT_MS)
+    window.export("report", str(tmp_path / "report.pdf"))
+    assert (tmp_path / "report.pdf").read_bytes()[:4] == b"%PDF"
