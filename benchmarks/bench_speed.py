@@ -301,6 +301,46 @@ def measure(scorer, ref, deg, device: str, repeats: int) -> dict:
             "score": result.score, "lag": result.alignment.lag_native_samples}
 
 
+def measure_paired(scorer, ref, deg, device: str, repeats: int, apply, base: dict, variant: dict) -> dict:
+    """Interleaved runs of the base settings and a variant: B V, B V, ... (the first pair warms up).
+
+    Both see the same machine conditions, so the per-pair ratio variant / base stays meaningful
+    when the machine is shared. Pairs during which others used more than ``MAX_OTHERS`` of the
+    CPUs are discarded and redone (at most ``ATTEMPTS x repeats`` pairs).
+    """
+    def run(settings):
+        apply(settings)
+        wait_idle(WAIT_S)
+        with CpuMeter() as cpu:
+            wall, result = score_once(scorer, ref, deg, device)
+        return wall, result, cpu.others
+
+    run(base), run(variant)  # warm-up pair
+    pairs = []
+    clean = 0
+    for _ in range(max(1, ATTEMPTS) * repeats):
+        b, v = run(base), run(variant)
+        others = max(b[2], v[2])
+        pairs.append((b, v, others))
+        clean += not (others > MAX_OTHERS)
+        if clean >= repeats:
+            break
+    ok = [p for p in pairs if not (p[2] > MAX_OTHERS)]
+    if len(ok) < repeats:
+        ok = sorted(pairs, key=lambda p: (p[2] if p[2] == p[2] else 0.0))[:repeats]
+    ok.sort(key=lambda p: p[1][0])
+    walls = [p[1][0] for p in ok]
+    bwalls = sorted(p[0][0] for p in ok)
+    ratios = sorted(p[1][0] / p[0][0] for p in ok)
+    mid = ok[(len(ok) - 1) // 2][1]
+    t = mid[1].timings
+    return {"wall_s": mid[0], "min_s": min(walls), "max_s": max(walls), "runs": walls,
+            "base_wall_s": bwalls[(len(bwalls) - 1) // 2], "base_runs": bwalls,
+            "ratio": ratios[(len(ratios) - 1) // 2], "ratios": ratios,
+            "embed_s": t["reference_embed_s"] + t["embed_s"], "others": max(p[2] for p in ok),
+            "discarded": len(pairs) - len(ok), "distance": mid[1].distance, "score": mid[1].score}
+
+
 class CpuMeter:
     """CPU time used by other processes while this one measures (the machine may be shared).
 
@@ -537,6 +577,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-others", type=float, default=0.15,
                    help="re-measure (up to 3 attempts) when other processes used more than this share of the "
                         "CPUs during a measurement (default 0.15)")
+    p.add_argument("--sections", default="speed,profile,variants,memory",
+                   help="comma-separated subset of speed,profile,variants,memory (default: all)")
+    p.add_argument("--grid", default=None,
+                   help="settings rows for the variants table instead of the built-in grid: "
+                        "'threads,chunk_s,context_s,batch,precision;...' e.g. '2,20,0.5,1,fp32;2,10,1,1,bf16'")
     p.add_argument("--json", type=Path, help="also write the raw numbers here")
     # internal: one memory measurement in a fresh process
     p.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
@@ -559,6 +604,18 @@ def main(argv: list[str] | None = None) -> int:
         args.repeats = 1
         ATTEMPTS = 1
     WAIT_S, MAX_OTHERS = args.max_wait, args.max_others
+    sections = {x.strip() for x in args.sections.split(",") if x.strip()}
+    unknown = sections - {"speed", "profile", "variants", "memory"}
+    if unknown:
+        p.error(f"unknown section(s): {', '.join(sorted(unknown))}")
+    grid = None
+    if args.grid:
+        grid = []
+        for item in args.grid.split(";"):
+            t, c, x, b, prec = (v.strip() for v in item.split(","))
+            if prec not in ("fp32", "bf16"):
+                p.error(f"--grid precision must be fp32 or bf16, not {prec!r}")
+            grid.append(dict(threads=int(t), chunk_s=float(c), context_s=float(x), batch=int(b), precision=prec))
 
     import torch
 
@@ -599,40 +656,43 @@ def main(argv: list[str] | None = None) -> int:
         # -- 1. speed per backbone ----------------------------------------------------------
         speed: dict[str, dict] = {}
         scorers = {}
+        mert_label = next((lab for lab, _ in models if lab != "compact"), None)
         for label, spec in models:
+            if "speed" not in sections and (label == "compact" or not sections & {"profile", "variants"}):
+                continue
             wait_idle(WAIT_S)
             t0 = time.perf_counter()
             scorer = Scorer(None if spec == "compact" else spec, device=device)
             load_s = time.perf_counter() - t0
             scorers[label] = scorer
+            # The defaults' distance is the reference for the variants table, so measure it in any case.
             m = measure(scorer, ref, deg, device, args.repeats)
             m["load_s"] = load_s
             m["batch"] = scorer.loaded.batch_size
             speed[label] = m
             print(f"(measured {label}: median {m['wall_s']:.2f} s per pair, others' CPU {m['others']:.0%})", flush=True)
         raw["speed"] = speed
-        base = speed["compact"]["wall_s"]
-        s = ScoreSettings()
-        print(f"\n## 1. Speed: one {dur:g} s pair (reference + degraded embedded), model loaded\n")
-        print(f"Library defaults: chunk_s={s.chunk_s:g}, context_s={s.context_s:g}, torch threads "
-              f"{default_threads}, batch {speed['compact']['batch']}. Median of {args.repeats} runs after one "
-              "warm-up; x real time = pair duration / wall time; time vs compact = wall / compact's wall in "
-              "this run. Input: in-memory 48 kHz stereo buffers (resampled to 24 kHz and downmixed by the "
-              "Scorer, as files would be).\n")
-        rows = []
-        for label, m in speed.items():
-            rows.append([label, f"{m['wall_s']:.2f}", f"{m['min_s']:.2f}-{m['max_s']:.2f}", fmt_x(dur / m["wall_s"]),
-                         f"{m['wall_s'] / base:.1f}", f"{m['prep_s']:.2f}", f"{m['embed_s']:.2f}",
-                         f"{m['rest_s']:.2f}", f"{m['load_s']:.2f}", others_cell(m)])
-        print(table(["backbone", "wall s (median)", "range s", "x real time", "time vs compact",
-                     "load+resample+align s", "embed s (both)", "rest s", "model load s (first, in-process)",
-                     "others' CPU"], rows))
-        print(flush=True)
-
-        mert_label = next((lab for lab, _ in models if lab != "compact"), None)
+        if "speed" in sections:
+            base = speed["compact"]["wall_s"]
+            s = ScoreSettings()
+            print(f"\n## 1. Speed: one {dur:g} s pair (reference + degraded embedded), model loaded\n")
+            print(f"Library defaults: chunk_s={s.chunk_s:g}, context_s={s.context_s:g}, torch threads "
+                  f"{default_threads}, batch {speed['compact']['batch']}. Median of {args.repeats} runs after one "
+                  "warm-up; x real time = pair duration / wall time; time vs compact = wall / compact's wall in "
+                  "this run; the time parts are those of the median run. Input: in-memory 48 kHz stereo buffers "
+                  "(resampled to 24 kHz and downmixed by the Scorer, as files would be).\n")
+            rows = []
+            for label, m in speed.items():
+                rows.append([label, f"{m['wall_s']:.2f}", f"{m['min_s']:.2f}-{m['max_s']:.2f}",
+                             fmt_x(dur / m["wall_s"]), f"{m['wall_s'] / base:.1f}", f"{m['prep_s']:.2f}",
+                             f"{m['embed_s']:.2f}", f"{m['rest_s']:.2f}", f"{m['load_s']:.2f}", others_cell(m)])
+            print(table(["backbone", "wall s (median)", "range s", "x real time", "time vs compact",
+                         "load+resample+align s", "embed s (both)", "rest s", "model load s (first, in-process)",
+                         "others' CPU"], rows))
+            print(flush=True)
 
         # -- 2. where the time goes (MERT-sized) ---------------------------------------------
-        if mert_label is not None:
+        if mert_label is not None and "profile" in sections:
             scorer = scorers[mert_label]
             model = scorer.loaded.model
             hub = model.backbone.hubert
@@ -679,46 +739,57 @@ def main(argv: list[str] | None = None) -> int:
             print(flush=True)
 
         # -- 3. variants (MERT-sized) ----------------------------------------------------------
-        if mert_label is not None and not args.no_variants:
+        if mert_label is not None and "variants" in sections and not args.no_variants:
             scorer = scorers[mert_label]
             loaded = scorer.loaded
             saved = (scorer.settings, loaded.batch_size, loaded.precision)
+            dflt = ScoreSettings()
+            base = dict(threads=default_threads, chunk_s=dflt.chunk_s, context_s=dflt.context_s,
+                        batch=saved[1], precision="fp32" if device == "cpu" else "bf16")
+
+            def apply(v: dict) -> None:
+                torch.set_num_threads(v["threads"])
+                scorer.settings = ScoreSettings(chunk_s=v["chunk_s"], context_s=v["context_s"])
+                loaded.batch_size = v["batch"]
+                _set_precision(loaded, device, v["precision"])
+
             var_rows, raw["variants"] = [], []
             ref_distance = speed[mert_label]["distance"]
             try:
-                for v in variant_grid(device, default_threads, args.quick):
-                    torch.set_num_threads(v["threads"])
-                    scorer.settings = ScoreSettings(chunk_s=v["chunk_s"], context_s=v["context_s"])
-                    loaded.batch_size = v["batch"]
-                    _set_precision(loaded, device, v["precision"])
-                    m = measure(scorer, ref, deg, device, args.repeats)
+                for v in grid or variant_grid(device, default_threads, args.quick):
+                    m = measure_paired(scorer, ref, deg, device, args.repeats, apply, base, v)
                     core = round(v["chunk_s"] * 75)
                     overhead = (core + 2 * round(v["context_s"] * 75)) / core
                     raw["variants"].append({**v, **m})
                     var_rows.append([str(v["threads"]), f"{v['chunk_s']:g}", f"{v['context_s']:g}", str(v["batch"]),
                                      v["precision"], f"{overhead:.2f}", f"{m['wall_s']:.2f}",
                                      f"{m['min_s']:.2f}-{m['max_s']:.2f}", fmt_x(dur / m["wall_s"]),
-                                     f"{m['embed_s']:.2f}", f"{m['distance'] - ref_distance:+.4f}",
-                                     others_cell(m)])
-                    print(f"(variant {v}: median {m['wall_s']:.2f} s, others' CPU {m['others']:.0%})", flush=True)
+                                     f"{m['base_wall_s']:.2f}", f"{m['ratio']:.2f}",
+                                     f"{m['distance'] - ref_distance:+.4f}", others_cell(m)])
+                    print(f"(variant {v}: median {m['wall_s']:.2f} s, defaults {m['base_wall_s']:.2f} s, ratio "
+                          f"{m['ratio']:.2f}, others' CPU {m['others']:.0%})", flush=True)
             finally:
                 torch.set_num_threads(default_threads)
                 loaded.__dict__.pop("_autocast", None)
                 scorer.settings, loaded.batch_size, loaded.precision = saved
             print(f"\n## 3. {mert_label}: settings, one {dur:g} s pair\n")
-            print("Frames computed per kept frame = (chunk + 2 x context) / chunk. Median of "
-                  f"{args.repeats} runs after one warm-up per row. \"distance change\" = the pair's global "
-                  "embedding distance minus the one with library defaults (table 1); with random weights it "
-                  "only shows that a setting changes the numbers, not by how much a trained model's would.\n")
+            print("Each row is measured interleaved with the library defaults (threads "
+                  f"{base['threads']}, chunk_s {base['chunk_s']:g}, context_s {base['context_s']:g}, batch "
+                  f"{base['batch']}, {base['precision']}): one warm-up pair, then {args.repeats} pairs (defaults, row); "
+                  "\"time vs defaults\" is the median per-pair ratio, which stays comparable when the machine is "
+                  "shared. Frames computed per kept frame = (chunk + 2 x context) / chunk. \"distance change\" = "
+                  "the pair's global embedding distance minus the one with the defaults (table 1); with random "
+                  "weights it only shows that a setting changes the numbers, not by how much a trained model's "
+                  "would.\n")
             print(table(["torch threads", "chunk_s", "context_s", "batch", "precision", "frames computed / kept",
-                         "wall s (median)", "range s", "x real time", "embed s (both)", "distance change",
-                         "others' CPU"], var_rows))
+                         "wall s (median)", "range s", "x real time", "defaults wall s (same runs)",
+                         "time vs defaults", "distance change", "others' CPU"], var_rows))
             print(flush=True)
 
         scorers.clear()
 
         # -- 4. memory ---------------------------------------------------------------------
-        if not args.no_memory:
+        if "memory" in sections and not args.no_memory:
             minutes = args.memory_minutes
             t0 = time.perf_counter()
             ref_path, deg_path = write_pair(tmp, minutes * 60.0)

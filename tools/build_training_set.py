@@ -698,7 +698,8 @@ def render_midi(midi: Path, wav: Path, synth: str, sr: int, fx: dict, stop_after
                     p.wait()
                     if not big:
                         raise subprocess.TimeoutExpired(cmd, RENDER_TIMEOUT_S)
-                    return read_wav_lenient(wav)
+                    x, r = read_wav_lenient(wav)
+                    return x[: int(stop_after_s * r)], r  # where it was stopped is timing-dependent
             if p.returncode != 0:
                 raise subprocess.CalledProcessError(p.returncode, cmd, stderr=p.stderr.read())
     x, r = sf.read(str(wav), dtype="float32", always_2d=True)
