@@ -114,7 +114,8 @@ def rng_from_flat(tensors: dict[str, torch.Tensor], meta: dict) -> None:
     """Restore what :func:`rng_to_flat` saved (CUDA states only where the devices exist)."""
     if "rng.torch_cpu" in tensors:
         torch.set_rng_state(tensors["rng.torch_cpu"].to(torch.uint8))
-    cuda = [tensors[k] for k in sorted((k for k in tensors if k.startswith("rng.cuda.")), key=lambda k: int(k.rsplit(".", 1)[1]))]
+    cuda_keys = sorted((k for k in tensors if k.startswith("rng.cuda.")), key=lambda k: int(k.rsplit(".", 1)[1]))
+    cuda = [tensors[k] for k in cuda_keys]
     if cuda and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([s.to(torch.uint8) for s in cuda[: torch.cuda.device_count()]])
     if "rng.numpy_keys" in tensors and "numpy" in meta:

@@ -113,7 +113,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         state = "stopped early"
     print(f"training {state} at step {result.step} ({result.seconds / 60:.1f} min of training)")
     if result.best_bundle is not None:
-        what = f" ({result.best_metric} {result.best_value:.4f} at step {result.best_step})" if result.best_value is not None else ""
+        what = ""
+        if result.best_value is not None:
+            what = f" ({result.best_metric} {result.best_value:.4f} at step {result.best_step})"
         print(f"best model: {result.best_bundle}{what}")
     print(f"last model: {result.last_bundle}")
     print(f"score with:  deepaq score --model {result.best_bundle or result.last_bundle} REFERENCE DEGRADED",

@@ -154,9 +154,14 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class LossConfig:
-    """Adapted Rank-N-Contrast (:func:`deepaq_core.training.losses.rnc_loss`)."""
+    """Adapted Rank-N-Contrast (:func:`deepaq_core.training.losses.rnc_loss`).
 
-    tau: float = 0.2
+    ``tau`` defaults to 0.05, not ``rnc_loss``'s 0.2: pooled distances between versions of one
+    excerpt are only about 0.05-0.3 (not up to 2), and with 0.2 the softmax over them is nearly
+    flat (docs/TRAINING.md, "What to expect").
+    """
+
+    tau: float = 0.05
     anchors: str = "all"
     grouping: str = "within"
 
@@ -331,7 +336,8 @@ def _check_choice(value: str, choices: tuple[str, ...], where: str) -> None:
 
 def _check_positive(value: float, where: str, allow_zero: bool = False) -> None:
     if value < 0 or (value == 0 and not allow_zero):
-        raise ConfigError(f"The setting '{where}' must be {'non-negative' if allow_zero else 'positive'}, not {value!r}.")
+        what = "non-negative" if allow_zero else "positive"
+        raise ConfigError(f"The setting '{where}' must be {what}, not {value!r}.")
 
 
 def validate(cfg: TrainConfig) -> TrainConfig:
@@ -358,7 +364,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
                         ("data.crop_seconds", d.crop_seconds)):
         _check_positive(value, name, allow_zero=True)
     if d.versions_per_group < 2:
-        raise ConfigError("The setting 'data.versions_per_group' must be at least 2 (the clean version and one degraded).")
+        raise ConfigError("The setting 'data.versions_per_group' must be at least 2 (the clean version and one "
+                          "degraded).")
     if not 8000 <= d.generation_rate <= 192000:
         raise ConfigError(f"The setting 'data.generation_rate' must be within 8000-192000 Hz, not {d.generation_rate}.")
     if not 0.0 <= d.heldout_fraction < 1.0:
@@ -387,7 +394,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         return cfg
     source, _, stat = sel.partition(".")
     if source not in ("real", "heldout", *names):
-        raise ConfigError(f"The setting 'validation.select' names '{source}', which is not 'real', 'heldout' or a manifest.")
+        raise ConfigError(f"The setting 'validation.select' names '{source}', which is not 'real', 'heldout' or a "
+                          "manifest.")
     allowed = ("spearman", "group_spearman", "loss") if source == "heldout" else STATS
     if stat not in allowed:
         raise ConfigError(f"The setting 'validation.select' must end in one of {', '.join(allowed)}, not '{sel}'.")
@@ -416,7 +424,8 @@ def _tomllib():
         try:
             import tomli as tomllib
         except ModuleNotFoundError:
-            raise ConfigError("Reading TOML configs on Python 3.10 needs the 'tomli' package (pip install tomli).") from None
+            raise ConfigError("Reading TOML configs on Python 3.10 needs the 'tomli' package "
+                              "(pip install tomli).") from None
     return tomllib
 
 
@@ -425,7 +434,8 @@ def _parse_text(text: str, suffix: str, label: str) -> dict:
         try:
             import yaml  # optional: only for YAML configs
         except ImportError:
-            raise ConfigError(f"Reading the YAML config '{label}' needs PyYAML (pip install pyyaml); TOML works without it.") from None
+            raise ConfigError(f"Reading the YAML config '{label}' needs PyYAML (pip install pyyaml); TOML works "
+                              "without it.") from None
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:

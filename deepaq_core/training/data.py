@@ -394,7 +394,8 @@ class GroupMaker:
             if count <= len(ladder):
                 idx = np.sort(rng.choice(len(ladder), size=count, replace=False))
             else:
-                idx = np.sort(np.concatenate([np.arange(len(ladder)), rng.integers(0, len(ladder), count - len(ladder))]))
+                extra = rng.integers(0, len(ladder), count - len(ladder))  # every rung, then repeats
+                idx = np.sort(np.concatenate([np.arange(len(ladder)), extra]))
             return [(fam, float(ladder[i])) for i in idx]
         out = []
         for _ in range(count):
@@ -441,7 +442,14 @@ class GroupMaker:
         family : str, optional
             Force this family for every degraded version (held-out sets cycle through families).
         """
-        from deepaq_core.degrade import FAMILIES, CodecError, DegradationError, hybrid_labels, logmel_distance, teacher_label
+        from deepaq_core.degrade import (
+            FAMILIES,
+            CodecError,
+            DegradationError,
+            hybrid_labels,
+            logmel_distance,
+            teacher_label,
+        )
 
         rng = np.random.default_rng([int(self.data.seed), int(stream), int(index)])
         clean, src, start_s = self.excerpt(rng)
@@ -510,7 +518,8 @@ def _active_enough(x: np.ndarray, sr: int, silence_db: float, min_fraction: floa
 # ------------------------------------------------------------------------------------- batches
 
 
-def collate(groups: Sequence[Group], index: int = -1, crop: int | None = None, rng: np.random.Generator | None = None) -> dict:
+def collate(groups: Sequence[Group], index: int = -1, crop: int | None = None,
+            rng: np.random.Generator | None = None) -> dict:
     """Flatten groups into one batch.
 
     Returns
@@ -653,7 +662,8 @@ class GroupPool:
         self.folder = Path(folder)
         path = self.folder / POOL_FILE
         if not path.is_file():
-            raise DeePAQError(f"'{self.folder}' holds no group pool ({POOL_FILE} is missing); make one with --make-cache.")
+            raise DeePAQError(f"'{self.folder}' holds no group pool ({POOL_FILE} is missing); make one with "
+                              "--make-cache.")
         try:
             self.info = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:

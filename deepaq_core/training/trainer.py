@@ -434,7 +434,12 @@ class Trainer:
 
     def load_checkpoint(self, folder: str | os.PathLike | None = None) -> None:
         """Restore model, optimizer, scaler, generators and progress from a checkpoint folder."""
-        from deepaq_core.training.checkpoint import load_training_state, load_weights, optimizer_from_flat, rng_from_flat
+        from deepaq_core.training.checkpoint import (
+            load_training_state,
+            load_weights,
+            optimizer_from_flat,
+            rng_from_flat,
+        )
 
         src = Path(folder) if folder is not None else self.out_dir / "last"
         tensors, payload = load_training_state(src)
@@ -462,7 +467,8 @@ class Trainer:
         self.stopped_early = bool(state.get("stopped_early", False))
         self.started = state.get("started", self.started)
         if int(state.get("world", 1)) != self.dist.world:
-            log.warning("resuming on %d processes after %d: the data order changes", self.dist.world, state.get("world"))
+            log.warning("resuming on %d processes after %d: the data order changes", self.dist.world,
+                        state.get("world"))
         log.info("resumed from %s at step %d", src, self.step)
 
     # -- validation -----------------------------------------------------------------------

@@ -209,8 +209,8 @@ def _toy_batch() -> dict:
     groups = []
     for g, (family, values) in enumerate([("lowpass", (6000, 3000, 1500)), ("white_noise", (30, 15, 0))] * 2):
         x = music_like(0.5, SR, seed=10 + g).T
-        versions = [x[0]] + [degrade(x, SR, family, **{FAMILIES[family].param: v, **({"seed": g} if family != "lowpass" else {})})[0][0]
-                             for v in values]
+        extra = {"seed": g} if family != "lowpass" else {}
+        versions = [x[0]] + [degrade(x, SR, family, **{FAMILIES[family].param: v}, **extra)[0][0] for v in values]
         labels = [0.0] + [FAMILIES[family].label(v) for v in values]
         groups.append(Group(np.stack(versions).astype(np.float32), np.array(labels, np.float32),
                             ("clean",) + (family,) * 3, (None, *values), (None,) * 4, "toy", 0.0))
@@ -310,8 +310,9 @@ def test_mert_lora_trains_only_adapters_and_head_and_reloads(tmp_path):
     torch.manual_seed(0)
     mert_dir = write_mert_checkpoint(HubertModel(mert_config_to_hubert(tiny_mert_config())), tmp_path / "mert",
                                      tiny_mert_config(), fmt="safetensors")
-    cfg = from_dict({"device": "cpu", "model": {"backbone": "mert", "mert": {"source": str(mert_dir), "id": "tiny/mert"},
-                                                "lora": {"rank": 4, "alpha": 8}},
+    cfg = from_dict({"device": "cpu",
+                     "model": {"backbone": "mert", "mert": {"source": str(mert_dir), "id": "tiny/mert"},
+                               "lora": {"rank": 4, "alpha": 8}},
                      "optim": {"steps": 2, "warmup_steps": 0, "lr": 1e-2},
                      "validation": {"heldout_groups": 0}, "output": {"dir": str(tmp_path / "run")}})
     trainer = Trainer(cfg)
