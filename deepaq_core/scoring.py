@@ -113,7 +113,8 @@ def _summary(buf: AudioBuffer, fallback_rate: int) -> FileSummary:
     if info is None:
         import hashlib
 
-        digest = hashlib.sha256(np.ascontiguousarray(buf.samples).tobytes()).hexdigest()
+        # A memoryview, not .tobytes(): no copy, and hashlib releases the GIL on it.
+        digest = hashlib.sha256(memoryview(np.ascontiguousarray(buf.samples)).cast("B")).hexdigest()
         return FileSummary("", digest, fallback_rate, buf.channels, buf.duration_s)
     return FileSummary(info.path, info.sha256, info.sample_rate, info.channels, info.duration_s,
                        info.format, info.bit_depth)

@@ -7,6 +7,7 @@ Nothing here touches widgets.
 from __future__ import annotations
 
 import dataclasses
+import os
 import threading
 from collections.abc import Generator
 from dataclasses import dataclass
@@ -15,6 +16,41 @@ from typing import Any
 from deepaq_core.results import QualityResult
 from deepaq_core.scoring import Partial, Progress, ScoreSettings
 from deepaq_gui.session import Session, Track
+
+
+def reserve_ui_core() -> None:
+    """Leave one CPU core to the UI thread: torch's CPU threads = cores - 1 (at least 1).
+
+    With as many busy torch threads as cores, the UI thread has to share a core with them and
+    a 30 ms repaint takes 100 ms or more of wall time. Costs CPU scoring speed on small machines
+    (up to half on 2 cores); a GPU does the model's work either way.
+    """
+    import torch
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
+
+
+def preload_modules() -> None:
+    """Import what the workers will need (torch, the model code, loudness, spectrograms) now.
+
+    Called before the window shows. An import holds the GIL while a C extension initialises
+    (torch alone for several hundred milliseconds), so importing these lazily in a worker thread
+    froze the UI thread just when the first files were opening. Loading the model's weights stays
+    lazy and off the UI thread; only the code is loaded here.
+    """
+    import pyloudnorm  # noqa: F401
+    import safetensors.torch  # noqa: F401
+    import scipy.signal  # noqa: F401
+    import scipy.spatial.distance  # noqa: F401
+    import torch  # noqa: F401
+
+    import deepaq_core.model.compact  # noqa: F401
+    import deepaq_core.model.device  # noqa: F401
+    import deepaq_core.model.head  # noqa: F401
+    import deepaq_core.model.registry  # noqa: F401
+    import deepaq_resources  # noqa: F401
+    import deepaq_gui.views.spectrogram  # noqa: F401
+    import deepaq_gui.views.waveform  # noqa: F401
 
 
 @dataclass(frozen=True)
@@ -62,6 +98,7 @@ class ModelHolder:
         from deepaq_core.scoring import Scorer
 
         if self._scorer is None or name != self._name:
+            reserve_ui_core()
             self._scorer = Scorer(name, self.device)
             self._name = name
         return self._scorer
@@ -122,6 +159,7 @@ class PreparedAudio:
     deg_envelope: Any
     ref_spectrogram: Any
     deg_spectrogram: Any
+    difference: Any = None  # (difference spectrogram, colour limit dB) or None
 
 
 def prepare_audio_job(session: Session, results: dict, version: int, token: tuple, spectrograms: bool = True):
@@ -129,7 +167,7 @@ def prepare_audio_job(session: Session, results: dict, version: int, token: tupl
 
     def job(cancel: threading.Event) -> PreparedAudio:
         from deepaq_core.audio import AudioBuffer
-        from deepaq_gui.views.spectrogram import compute_spectrogram
+        from deepaq_gui.views.spectrogram import compute_spectrogram, difference_with_limit
         from deepaq_gui.views.waveform import compute_envelope
 
         tracks = session.playback_tracks(results)
@@ -139,10 +177,11 @@ def prepare_audio_job(session: Session, results: dict, version: int, token: tupl
         deg_mono = tracks[v + 1].mean(axis=1) if v >= 0 else None
         ref_env = compute_envelope(AudioBuffer(ref_mono[None, :], sr))
         deg_env = compute_envelope(AudioBuffer(deg_mono[None, :], sr)) if deg_mono is not None else None
-        ref_spec = deg_spec = None
+        ref_spec = deg_spec = diff = None
         if spectrograms and deg_mono is not None and not cancel.is_set():
             ref_spec = compute_spectrogram(ref_mono, sr)
             deg_spec = compute_spectrogram(deg_mono, sr)
-        return PreparedAudio(token, tuple(tracks), sr, v, ref_env, deg_env, ref_spec, deg_spec)
+            diff = difference_with_limit(ref_spec, deg_spec)
+        return PreparedAudio(token, tuple(tracks), sr, v, ref_env, deg_env, ref_spec, deg_spec, diff)
 
     return job

@@ -11,7 +11,8 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from deepaq_core.errors import DeePAQError
 from deepaq_core.scoring import Partial, ScoreSettings
-from deepaq_gui.jobs import LoadedFiles, ModelHolder, ModelReady, PreparedAudio, load_files_job, prepare_audio_job, score_job
+from deepaq_gui.jobs import (LoadedFiles, ModelHolder, ModelReady, PreparedAudio, load_files_job, preload_modules,
+                             prepare_audio_job, score_job)
 from deepaq_gui.playback import PlaybackEngine
 from deepaq_gui.session import Session
 from deepaq_gui.views.heatmap import LayerHeatmapView
@@ -37,6 +38,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def __init__(self, *, device: str = "auto", audio_backend: str = "auto", model: str | None = None) -> None:
         super().__init__()
+        preload_modules()
         self.setWindowTitle("DeePAQ")
         self.resize(1400, 900)
         self.setAcceptDrops(True)
@@ -557,7 +559,8 @@ class MainWindow(QtWidgets.QMainWindow):
         label = f"V{prepared.version + 1}" if prepared.version >= 0 else "V"
         self.waveform.set_envelopes(prepared.ref_envelope, prepared.deg_envelope, labels=("R", label))
         if prepared.deg_spectrogram is not None:
-            self.spectrogram.set_spectrograms(prepared.ref_spectrogram, prepared.deg_spectrogram)
+            self.spectrogram.set_spectrograms(prepared.ref_spectrogram, prepared.deg_spectrogram,
+                                              difference=prepared.difference)
         else:
             self.spectrogram.clear()
 

@@ -105,7 +105,21 @@ def save_session(session: Session, path: str | os.PathLike, *, extra: dict | Non
     """
     path = os.path.abspath(os.fspath(path))
     doc = session_to_json(session, path, extra=extra)
-    text = json.dumps(doc, allow_nan=False, separators=(",", ":"))
+    _write_text(json.dumps(doc, allow_nan=False, separators=(",", ":")), path)
+
+
+def _encode_yielding(doc: dict) -> str:
+    """JSON text of ``doc`` from the pure-Python encoder, for a background thread.
+
+    ``json.dumps`` encodes in one C call that holds the GIL throughout (about 50 ms for a session
+    with a few 5-minute results), which would stall the UI thread even from another thread; the
+    chunked encoder lets the interpreter switch threads between pieces.
+    """
+    return "".join(json.JSONEncoder(allow_nan=False, separators=(",", ":")).iterencode(doc))
+
+
+def _write_text(text: str, path: str) -> None:
+    """Write ``text`` + newline to ``path`` atomically (temporary file, then rename)."""
     tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -512,6 +526,8 @@ class Autosaver(QtCore.QObject):
 
     saved = QtCore.Signal(str)
     failed = QtCore.Signal(str)
+    # (fingerprint, error message or ""): a background save finished (emitted from its thread)
+    _background_done = QtCore.Signal(object, str)
 
     def __init__(self, source: Callable[[], tuple[Session, dict]], path: str | os.PathLike | None = None,
                  interval_s: float = 10.0, parent: QtCore.QObject | None = None) -> None:
@@ -520,9 +536,11 @@ class Autosaver(QtCore.QObject):
         self.path = os.fspath(path) if path is not None else str(autosave_path())
         self._last: Any = None
         self._last_error = ""
+        self._thread: threading.Thread | None = None
+        self._background_done.connect(self._finish_background)
         self.timer = QtCore.QTimer(self)
         self.timer.setInterval(max(1, int(interval_s * 1000)))
-        self.timer.timeout.connect(self.maybe_save)
+        self.timer.timeout.connect(lambda: self.maybe_save(background=True))
 
     def start(self) -> None:
         self.timer.start()
@@ -546,8 +564,12 @@ class Autosaver(QtCore.QObject):
             session.settings, session.model_name, extra_key,
         )
 
-    def maybe_save(self) -> bool:
-        """Save if the session changed since the last save; returns True when a file was written."""
+    def maybe_save(self, background: bool = False) -> bool:
+        """Save if the session changed since the last save; returns True when a file was written.
+
+        With ``background`` (the timer's way) the document is taken now and encoded and written
+        in a thread, so a large session never stalls the UI; True then means a save started.
+        """
         try:
             session, extra = self.source()
         except Exception:  # noqa: BLE001 - a broken callback must not kill the timer
@@ -558,10 +580,51 @@ class Autosaver(QtCore.QObject):
         fp = self.fingerprint(session, extra)
         if fp == self._last:
             return False
+        if background:
+            return self._save_in_background(session, extra, fp)
         return self._save(session, extra, fp)
+
+    def _save_in_background(self, session: Session, extra: dict, fp: Any) -> bool:
+        if self._thread is not None and self._thread.is_alive():
+            return False  # the previous save is still writing; the next tick catches up
+        path = os.path.abspath(self.path)
+        try:
+            doc = session_to_json(session, path, extra=extra)  # a snapshot, taken on this thread
+        except DeePAQError as exc:
+            self._finish_background(fp, f"Autosave failed: {exc}")
+            return False
+
+        def write() -> None:
+            try:
+                _write_text(_encode_yielding(doc), path)
+                error = ""
+            except (DeePAQError, ValueError) as exc:
+                error = f"Autosave failed: {exc}"
+            self._background_done.emit(fp, error)
+
+        self._thread = threading.Thread(target=write, name="deepaq-autosave", daemon=True)
+        self._thread.start()
+        return True
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Block until a background save has finished (for closing and tests)."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _finish_background(self, fp: Any, error: str) -> None:
+        if error:
+            if error != self._last_error:
+                self._last_error = error
+                log.warning("%s", error)
+                self.failed.emit(error)
+            return
+        self._last = fp
+        self._last_error = ""
+        self.saved.emit(self.path)
 
     def save_now(self) -> bool:
         """Save whatever the state (e.g. just before closing); True when a file was written."""
+        self.wait()
         session, extra = self.source()
         if session is None or session.reference is None:
             return False

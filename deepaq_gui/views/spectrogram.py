@@ -120,6 +120,20 @@ def compute_spectrogram(samples_1d: np.ndarray, sr: int, max_columns: int = 2000
     return times.astype(np.float64), freqs.astype(np.float64), db
 
 
+def difference_with_limit(reference: Spectrogram, degraded: Spectrogram,
+                          degraded_lag_s: float = 0.0) -> tuple[Spectrogram, float]:
+    """The difference spectrogram and its default colour limit in dB (pure, thread-safe).
+
+    The limit is the 99th percentile of the absolute difference, rounded up to 3 dB and kept
+    within 3-40 dB. Both cost tens of milliseconds on a long file, so the app computes them in a
+    worker.
+    """
+    times, freqs, diff = difference_spectrogram(reference, degraded, degraded_lag_s)
+    finite = np.abs(diff[np.isfinite(diff)])
+    p99 = float(np.percentile(finite, 99)) if finite.size else 0.0
+    return (times, freqs, diff), min(40.0, max(3.0, 3.0 * math.ceil(p99 / 3.0)))
+
+
 def difference_spectrogram(reference: Spectrogram, degraded: Spectrogram, degraded_lag_s: float = 0.0) -> Spectrogram:
     """Degraded minus reference, in dB, on the reference's grid (pure).
 
@@ -241,7 +255,8 @@ class SpectrogramView(TimeView):
 
     def set_spectrograms(self, reference: Spectrogram | None, degraded: Spectrogram | None,
                          degraded_lag_s: float = 0.0, range_db: float = DEFAULT_RANGE_DB,
-                         diff_limit_db: float | None = None) -> None:
+                         diff_limit_db: float | None = None,
+                         difference: tuple[Spectrogram, float] | None = None) -> None:
         """Draw precomputed spectrograms (from :func:`compute_spectrogram`); no FFTs here.
 
         Parameters
@@ -255,6 +270,9 @@ class SpectrogramView(TimeView):
         diff_limit_db : float, optional
             Difference levels ``[-limit, +limit]``; default the 99th percentile of the absolute
             difference, rounded up to 3 dB and kept within 3-40 dB.
+        difference : (Spectrogram, float), optional
+            The difference and its default limit from :func:`difference_with_limit`, computed
+            off the UI thread; computed here when not given.
         """
         old_end = self._t_end
         specs = [reference, degraded]
@@ -271,12 +289,11 @@ class SpectrogramView(TimeView):
             self._images[k].setImage(db, autoLevels=False, levels=(top - range_db, top))
             self._images[k].setRect(_rect(times, freqs))
 
-        if reference is not None and degraded is not None and reference[2].size and degraded[2].size:
-            times, freqs, diff = difference_spectrogram(reference, degraded, degraded_lag_s)
-            if diff_limit_db is None:
-                finite = np.abs(diff[np.isfinite(diff)])
-                p99 = float(np.percentile(finite, 99)) if finite.size else 0.0
-                diff_limit_db = min(40.0, max(3.0, 3.0 * math.ceil(p99 / 3.0)))
+        if difference is None and reference is not None and degraded is not None and reference[2].size and degraded[2].size:
+            difference = difference_with_limit(reference, degraded, degraded_lag_s)
+        if difference is not None:
+            (times, freqs, diff), auto_limit = difference
+            diff_limit_db = auto_limit if diff_limit_db is None else diff_limit_db
             self._diff_bar.setLevels((-diff_limit_db, diff_limit_db))
             self._images[2].setImage(diff, autoLevels=False, levels=(-diff_limit_db, diff_limit_db))
             self._images[2].setRect(_rect(times, freqs))

@@ -203,3 +203,14 @@ def test_nmr_prefers_clean_audio(scorer, tmp_path):
     assert len(good.per_reference) == 3
     assert good.curve_distance.shape == good.curve_start_s.shape
     assert bad.distance > good.distance
+
+
+def test_cumulative_rows_matches_numpy_cumsum_across_block_edges():
+    from deepaq_core.embedding import cumulative_rows
+
+    frames = np.random.default_rng(3).standard_normal((2500, 7)).astype(np.float32)
+    expected = np.concatenate([np.zeros((1, 7)), np.cumsum(frames, axis=0, dtype=np.float64)])
+    for chunk in (1, 1000, 1024, 5000):
+        got = cumulative_rows(frames, chunk=chunk)
+        assert got.shape == (2501, 7) and got.dtype == np.float64
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-9)

@@ -189,6 +189,33 @@ def test_autosaver_saves_only_when_the_session_changed(qtbot, project, tmp_path)
     assert load_session(target).messages == []
 
 
+def test_background_autosave_writes_what_a_direct_save_writes(qtbot, project, tmp_path):
+    folder, s, extra = project
+    direct, auto = tmp_path / "direct.deepaq.json", tmp_path / "auto.deepaq.json"
+    save_session(s, direct, extra=extra)
+    saver = Autosaver(lambda: (s, extra), path=auto)
+    with qtbot.waitSignal(saver.saved, timeout=5000):
+        assert saver.maybe_save(background=True) is True
+    a, b = read_session_document(direct), read_session_document(auto)
+    a.pop("saved"), b.pop("saved")  # the time of saving
+    assert a == b
+    assert saver.maybe_save(background=True) is False  # unchanged since the background save
+
+
+def test_background_autosave_failure_is_reported_once(qtbot, project, tmp_path):
+    folder, s, extra = project
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    saver = Autosaver(lambda: (s, extra), path=blocker / "auto.deepaq.json")
+    with qtbot.waitSignal(saver.failed, timeout=5000) as got:
+        saver.maybe_save(background=True)
+    assert got.args[0].startswith("Autosave failed:") and "\n" not in got.args[0]
+    saver.wait()
+    with qtbot.assertNotEmitted(saver.failed, wait=200):
+        saver.maybe_save(background=True)
+        saver.wait()
+
+
 def test_recent_sessions_keep_eight_existing_files(tmp_path):
     store = QtCore.QSettings(str(tmp_path / "settings.ini"), QtCore.QSettings.IniFormat)
     paths = []
