@@ -27,6 +27,8 @@ from deepaq_gui.workers import Worker
 
 log = logging.getLogger(__name__)
 
+STAGE_INTERVAL_MS = 0  # between staged view updates (see MainWindow._stage)
+
 AUDIO_FILTER = "Audio files (*.wav *.flac *.ogg *.oga *.mp3 *.m4a *.aac *.opus *.aif *.aiff);;All files (*)"
 SEEK_STEP_S = 5.0
 
@@ -52,6 +54,15 @@ class MainWindow(QtWidgets.QMainWindow):
         self.errors_seen: list[str] = []
         self.blind = None  # the open blind-test widget (ABX, A/B preference or MUSHRA), if any
         self.blind_logs: list[dict] = []
+        # View updates that arrive together (a result, prepared audio) run one per event-loop
+        # turn, so each repaint covers one view: repainting every pyqtgraph view at once took
+        # 50-80 ms on a 2-core machine (docs/PERFORMANCE.md). Keyed, so a newer update of the
+        # same view replaces a pending one.
+        self._stages: dict[str, object] = {}
+        self._stage_timer = QtCore.QTimer(self)
+        self._stage_timer.setSingleShot(True)
+        self._stage_timer.setInterval(STAGE_INTERVAL_MS)
+        self._stage_timer.timeout.connect(self._run_stage)
         self._build()
         self._build_menus()
         QtWidgets.QApplication.instance().installEventFilter(self)
@@ -318,7 +329,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if isinstance(item, Partial) and item.index < len(self.session.versions):
             self.session.results[item.index] = item.result
             self._playback_changed()
-            self._refresh()
+            self._refresh(staged=True)
 
     def cancel_scoring(self) -> None:
         if self.score_worker is not None:
@@ -364,7 +375,28 @@ class MainWindow(QtWidgets.QMainWindow):
         self._check_idle()
 
     def is_idle(self) -> bool:
-        return not self.workers
+        """No worker running and no view update pending."""
+        return not self.workers and not self._stages
+
+    def _stage(self, key: str, update) -> None:
+        """Run ``update()`` on a later event-loop turn, after the views staged before it."""
+        self._stages.pop(key, None)
+        self._stages[key] = update
+        if not self._stage_timer.isActive():
+            self._stage_timer.start()
+
+    def _run_stage(self) -> None:
+        if not self._stages:
+            return
+        key = next(iter(self._stages))
+        update = self._stages.pop(key)
+        try:
+            update()
+        finally:
+            if self._stages:
+                self._stage_timer.start()
+            else:
+                self._check_idle()
 
     def _check_idle(self) -> None:
         if not self.is_idle():
@@ -554,15 +586,21 @@ class MainWindow(QtWidgets.QMainWindow):
             self.blind.resync()  # the blind test owns track selection
         else:
             self.engine.select(min(self.current, len(prepared.tracks) - 1))
-        if prepared.version >= 0:
-            self.waveform.set_version_index(prepared.version)
-        label = f"V{prepared.version + 1}" if prepared.version >= 0 else "V"
-        self.waveform.set_envelopes(prepared.ref_envelope, prepared.deg_envelope, labels=("R", label))
-        if prepared.deg_spectrogram is not None:
-            self.spectrogram.set_spectrograms(prepared.ref_spectrogram, prepared.deg_spectrogram,
-                                              difference=prepared.difference)
-        else:
-            self.spectrogram.clear()
+        def waveforms() -> None:
+            if prepared.version >= 0:
+                self.waveform.set_version_index(prepared.version)
+            label = f"V{prepared.version + 1}" if prepared.version >= 0 else "V"
+            self.waveform.set_envelopes(prepared.ref_envelope, prepared.deg_envelope, labels=("R", label))
+
+        def spectrograms() -> None:
+            if prepared.deg_spectrogram is not None:
+                self.spectrogram.set_spectrograms(prepared.ref_spectrogram, prepared.deg_spectrogram,
+                                                  difference=prepared.difference)
+            else:
+                self.spectrogram.clear()
+
+        self._stage("waveform", waveforms)
+        self._stage("spectrogram", spectrograms)
 
     def select_track(self, index: int) -> None:
         """0 = reference, i = version i (1-based). Switches playback at the same position."""
@@ -653,27 +691,54 @@ class MainWindow(QtWidgets.QMainWindow):
         self.live.set_score(value, f"{i + 1}: {s.versions[i].name} · {r.model.label} · 0-100, 100 = transparent")
 
     # -- refresh ---------------------------------------------------------------------------
-    def _refresh(self) -> None:
+    def _refresh(self, staged: bool = False) -> None:
+        """Bring every view up to date with the session.
+
+        ``staged``: the result views update one per event-loop turn (for results arriving while
+        the user works); otherwise now. A blind test always clears them now: nothing on screen
+        may give the answer away, not even for one turn.
+        """
         s = self.session
         hidden = self._hidden()
         self.files.setEnabled(not hidden)
         self.files.populate(s, -1 if hidden else self.current, show_scores=not hidden)
-        names = {i: f"{i + 1}: {v.name}" for i, v in enumerate(s.versions)}
-        results = {} if hidden else dict(s.results)  # nothing on screen may give the answer away
-        self.curve.set_results(results, names)
-        self.curve.set_selected(self.current - 1 if self.current > 0 else self.shown_version)
-        self.table.set_results(results, names)
-        shown = results.get(self.shown_version)
-        if shown is not None:
-            self.heatmap.set_result(shown)
-            self.matrix.set_result(shown)
-        else:
-            self.heatmap.clear()
-            self.matrix.set_result(None)
+        updates = [("curve", self._update_curve), ("table", self._update_table),
+                   ("heatmap", self._update_heatmap), ("matrix", self._update_matrix)]
+        for key, update in updates:
+            if staged and not hidden:
+                self._stage(key, update)
+            else:
+                self._stages.pop(key, None)
+                update()
         title = "DeePAQ"
         if s.reference is not None:
             title += f" — {s.reference.name} + {len(s.versions)} version(s)"
         self.setWindowTitle(title)
+
+    def _shown_results(self) -> tuple[dict, dict]:
+        """(results, names) the result views may show: none during a blind test."""
+        s = self.session
+        names = {i: f"{i + 1}: {v.name}" for i, v in enumerate(s.versions)}
+        return ({} if self._hidden() else dict(s.results)), names
+
+    def _update_curve(self) -> None:
+        results, names = self._shown_results()
+        self.curve.set_results(results, names)
+        self.curve.set_selected(self.current - 1 if self.current > 0 else self.shown_version)
+
+    def _update_table(self) -> None:
+        results, names = self._shown_results()
+        self.table.set_results(results, names)
+
+    def _update_heatmap(self) -> None:
+        shown = self._shown_results()[0].get(self.shown_version)
+        if shown is not None:
+            self.heatmap.set_result(shown)
+        else:
+            self.heatmap.clear()
+
+    def _update_matrix(self) -> None:
+        self.matrix.set_result(self._shown_results()[0].get(self.shown_version))
 
     # -- export ----------------------------------------------------------------------------
     def _export(self, kind: str) -> None:

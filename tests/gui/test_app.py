@@ -195,3 +195,18 @@ def test_generated_versions_and_report(qtbot, window, signals, tmp_path):
     qtbot.waitUntil(lambda: len(window.session.results) == 2 and window.is_idle(), timeout=TIMEOUT_MS)
     window.export("report", str(tmp_path / "report.pdf"))
     assert (tmp_path / "report.pdf").read_bytes()[:4] == b"%PDF"
+
+
+def test_result_views_update_one_per_turn_but_a_blind_test_clears_them_at_once(qtbot, window, signals):
+    _open_and_wait(qtbot, window, [signals["ref"], signals["lp"], signals["noisy"]])
+    window.table.set_results({}, {})  # as if the results had just arrived
+    window._refresh(staged=True)
+    assert window.table.model().rowCount() == 0 and not window.is_idle()  # not yet: a later turn
+    qtbot.waitUntil(window.is_idle, timeout=5000)
+    assert window.table.model().rowCount() == 2 and len(window.curve.curve_items()) == 2
+    window._refresh(staged=True)  # pending updates must not outlive the start of a blind test
+    window.open_blind("abx")
+    window.blind.start(0, 1, trials=4, seed=3)
+    assert window.table.model().rowCount() == 0 and window.curve.curve_items() == {}
+    qtbot.wait(50)
+    assert window.table.model().rowCount() == 0 and window.curve.curve_items() == {}
