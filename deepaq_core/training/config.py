@@ -30,6 +30,7 @@ BACKBONES = ("compact", "mert")
 PRECISIONS = ("bf16", "fp16", "fp32")
 ANCHORS = ("all", "clean")
 GROUPINGS = ("within", "across")
+LOSS_TARGETS = ("embeddings", "distances")
 STATS = ("pearson", "spearman", "kendall")
 
 
@@ -164,6 +165,9 @@ class LossConfig:
     tau: float = 0.05
     anchors: str = "all"
     grouping: str = "within"
+    #: "embeddings" (rank the embeddings, the paper's form) or "distances" (rank each version's
+    #: distance to its own clean version; with grouping "across" also across excerpts/families)
+    on: str = "embeddings"
 
 
 @dataclass(frozen=True)
@@ -350,6 +354,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     _check_choice(o.precision, PRECISIONS, "optim.precision")
     _check_choice(lo.anchors, ANCHORS, "loss.anchors")
     _check_choice(lo.grouping, GROUPINGS, "loss.grouping")
+    _check_choice(lo.on, LOSS_TARGETS, "loss.on")
     _check_choice(cfg.output.bundle_dtype, ("float32", "float16"), "output.bundle_dtype")
     for name, value in (("data.excerpt_seconds", d.excerpt_seconds), ("optim.lr", o.lr), ("loss.tau", lo.tau),
                         ("data.generation_rate", d.generation_rate), ("model.head_dim", m.head_dim),

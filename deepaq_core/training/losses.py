@@ -136,6 +136,35 @@ def rnc_loss(
     return per_anchor.mean()
 
 
+def reference_distances(z: torch.Tensor, y: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+    """``[N, 1]``: each item's distance to its own group's clean version (the lowest label).
+
+    This is the quantity scoring reports (distance between a degraded version and its
+    reference). The clean item's own distance is about 1e-6 (a clamp keeps the square root's
+    gradient finite).
+    """
+    ref = torch.empty(z.shape[0], dtype=torch.long, device=z.device)
+    for gid in torch.unique(groups):
+        idx = (groups == gid).nonzero().squeeze(1)
+        ref[idx] = idx[torch.argmin(y[idx])]
+    sq = ((z - z[ref]) ** 2).sum(dim=1)
+    return sq.clamp_min(1e-12).sqrt().unsqueeze(1)
+
+
+def batch_loss(z: torch.Tensor, y: torch.Tensor, groups: torch.Tensor, loss_cfg) -> torch.Tensor:
+    """The training loss a :class:`~deepaq_core.training.config.LossConfig` describes.
+
+    ``on = "embeddings"``: :func:`rnc_loss` on the embeddings (the paper's form). ``on =
+    "distances"``: :func:`rnc_loss` on the one-dimensional :func:`reference_distances`, i.e. the
+    items are ranked by their distance to their own reference, and with ``grouping = "across"``
+    those distances are also ordered across excerpts and families (calibration), which the
+    embedding form cannot ask without pulling different music together.
+    """
+    if getattr(loss_cfg, "on", "embeddings") == "distances":
+        z = reference_distances(z, y, groups)
+    return rnc_loss(z, y, groups, tau=loss_cfg.tau, anchors=loss_cfg.anchors, grouping=loss_cfg.grouping)
+
+
 def rnc_loss_naive(
     z: torch.Tensor,
     y: torch.Tensor,

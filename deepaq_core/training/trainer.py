@@ -248,15 +248,14 @@ class Trainer:
         return pooled_embedding(frames)
 
     def loss(self, batch: dict, model=None) -> torch.Tensor:
-        """Rank-N-Contrast loss of one batch (dict from :func:`~deepaq_core.training.data.collate`)."""
-        from deepaq_core.training.losses import rnc_loss
+        """Rank-N-Contrast loss of one batch (dict from :func:`~deepaq_core.training.data.collate`), per ``cfg.loss``."""
+        from deepaq_core.training.losses import batch_loss
 
         audio = torch.as_tensor(batch["audio"], dtype=torch.float32).to(self.device, non_blocking=True)
         labels = torch.as_tensor(batch["labels"], dtype=torch.float32).to(self.device)
         groups = torch.as_tensor(batch["groups"], dtype=torch.long).to(self.device)
         z = self.embed(audio, model)
-        lc = self.cfg.loss
-        return rnc_loss(z, labels, groups, tau=lc.tau, anchors=lc.anchors, grouping=lc.grouping)
+        return batch_loss(z, labels, groups, self.cfg.loss)
 
     def train_step(self, batches: dict | list[dict]) -> dict:
         """One optimizer step on one batch or a list of ``grad_accum`` micro-batches.

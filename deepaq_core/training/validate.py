@@ -119,7 +119,7 @@ def heldout_records(groups: Sequence, embeddings: Sequence[np.ndarray]) -> list[
 
 def heldout_metrics(groups: Sequence, embeddings: Sequence[np.ndarray], loss_cfg) -> dict:
     """``heldout.*`` numbers from embedded held-out groups (see the module docstring)."""
-    from deepaq_core.training.losses import rnc_loss
+    from deepaq_core.training.losses import batch_loss
 
     records = heldout_records(groups, embeddings)
     by_family: dict[str, list[dict]] = defaultdict(list)
@@ -139,8 +139,7 @@ def heldout_metrics(groups: Sequence, embeddings: Sequence[np.ndarray], loss_cfg
     z = torch.from_numpy(np.concatenate(embeddings))
     y = torch.from_numpy(np.concatenate([g.labels for g in groups]).astype(np.float32))
     gid = torch.from_numpy(np.concatenate([np.full(len(g.labels), i) for i, g in enumerate(groups)]))
-    out["heldout.loss"] = float(rnc_loss(z, y, gid, tau=loss_cfg.tau, anchors=loss_cfg.anchors,
-                                         grouping=loss_cfg.grouping))
+    out["heldout.loss"] = float(batch_loss(z, y, gid, loss_cfg))
     out["heldout.n"] = len(records)
     return out
 

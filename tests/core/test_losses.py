@@ -140,3 +140,41 @@ def test_bad_arguments_raise():
         rnc_loss(z, torch.zeros(3), grouping="both")
     with pytest.raises(ValueError):
         rnc_loss(z, torch.zeros(3), tau=0.0)
+
+
+def test_reference_distances_are_each_items_distance_to_its_own_clean_version():
+    from deepaq_core.training.losses import reference_distances
+
+    z = torch.randn(7, 5, dtype=torch.float64)
+    y = torch.tensor([0.3, 0.0, 0.6, 0.2, 0.0, 0.9, 0.4], dtype=torch.float64)
+    g = torch.tensor([0, 0, 0, 1, 1, 1, 1])
+    d = reference_distances(z, y, g)
+    assert d.shape == (7, 1)
+    for i, c in enumerate([1, 1, 1, 4, 4, 4, 4]):
+        assert float(d[i, 0]) == pytest.approx(float((z[i] - z[c]).norm()), abs=1e-5)
+
+
+def test_distance_ranking_loss_prefers_distances_ordered_by_label_across_groups():
+    from types import SimpleNamespace
+
+    from deepaq_core.training.losses import batch_loss
+
+    cfg = SimpleNamespace(tau=0.05, anchors="all", grouping="across", on="distances")
+    y = torch.tensor([0.0, 0.2, 0.7, 0.0, 0.4, 0.9])
+    g = torch.tensor([0, 0, 0, 1, 1, 1])
+    gen = torch.Generator().manual_seed(0)
+    base = torch.nn.functional.normalize(torch.randn(2, 16, generator=gen), dim=1)
+    step = torch.nn.functional.normalize(torch.randn(16, generator=gen), dim=0)
+
+    def embeddings(distances):  # clean item + versions at the given distances from it
+        rows = []
+        for k, gi in enumerate(g.tolist()):
+            rows.append(base[gi] + distances[k] * step)
+        return torch.stack(rows).requires_grad_(True)
+
+    right = embeddings([0.0, 0.1, 0.35, 0.0, 0.2, 0.45])  # one scale across both groups
+    wrong = embeddings([0.0, 0.3, 0.35, 0.0, 0.05, 0.1])  # each group in order, scales crossed
+    l_right, l_wrong = batch_loss(right, y, g, cfg), batch_loss(wrong, y, g, cfg)
+    assert float(l_right) < float(l_wrong)
+    l_wrong.backward()
+    assert torch.isfinite(wrong.grad).all() and wrong.grad.abs().sum() > 0
