@@ -30,8 +30,9 @@ def _frozen(a: Any) -> np.ndarray:
 class ModelInfo:
     """Which model produced a result.
 
-    ``status`` is ``"trained"`` or ``"untrained"``; an untrained model's scores carry no
-    perceptual meaning and every interface shows the status next to the name.
+    ``status`` is ``"trained"`` or ``"untrained"``; an untrained model has random weights (its
+    distances are not a learned perceptual measure) and every interface shows the status next to
+    the name.
     """
 
     name: str

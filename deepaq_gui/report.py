@@ -300,7 +300,7 @@ def _model_line(session: Session, results: dict[int, QualityResult]) -> tuple[st
     devices = sorted({r.device for r in results.values()})
     text = "Model: " + "; ".join(parts) + f" · device: {', '.join(devices)}"
     if warn:
-        text += " · untrained: scores carry no perceptual meaning"
+        text += " · untrained model (random weights): scores track a log-mel spectral distance"
     return text, warn
 
 

@@ -88,8 +88,11 @@ def main() -> int:
     shards = {s: sorted((args.source / s).glob("shard-*.safetensors")) for s in streams}
     rates = {s: json.loads((args.source / s / "pool.json").read_text())["sample_rate"] for s in streams}
     tasks = [(str(p), rates[s]) for s in streams for p in shards[s]]
-    with ProcessPoolExecutor(args.jobs) as ex:
-        results = dict(zip((t[0] for t in tasks), ex.map(_zimtohrli_distances, tasks)))
+    if args.jobs > 1:
+        with ProcessPoolExecutor(args.jobs) as ex:
+            results = dict(zip((t[0] for t in tasks), ex.map(_zimtohrli_distances, tasks)))
+    else:
+        results = {t[0]: _zimtohrli_distances(t) for t in tasks}
     degraded = [d for groups in results.values() for g in groups for d in g if d > 0]
     half = float(np.median(degraded)) if degraded else 1.0
     print(f"{len(degraded)} versions scored by Zimtohrli in {time.perf_counter() - t0:.0f} s; "

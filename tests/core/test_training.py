@@ -387,3 +387,35 @@ def test_registering_the_command_does_not_import_torch():
             "p = argparse.ArgumentParser(); c.register(p.add_subparsers()); print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_relabel_pool_with_zimtohrli_keeps_audio_and_orders_labels(tmp_path, clean_dir):
+    pytest.importorskip("zimtohrli")
+    import importlib.util
+
+    from deepaq_core.degrade import FAMILIES
+    from deepaq_core.training.data import GroupPool, build_pool, plan_data
+
+    cfg = from_dict(tiny_config(clean_dir, "unused", data={"label_mode": "hybrid", "group_mode": "single"}))
+    maker = plan_data(cfg).train_maker
+    build_pool(maker, tmp_path / "src" / "train", 5, fingerprint="fp", shard_size=2)  # three shards
+    spec = importlib.util.spec_from_file_location("relabel_pool", Path(__file__).parents[2] / "tools" / "relabel_pool.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    argv = sys.argv
+    try:
+        sys.argv = ["relabel_pool.py", str(tmp_path / "src"), str(tmp_path / "dst"), "--jobs", "1"]
+        assert tool.main() == 0
+        assert tool.main() == 2  # the destination exists now: refused, nothing overwritten
+    finally:
+        sys.argv = argv
+    src, dst = GroupPool(tmp_path / "src" / "train"), GroupPool(tmp_path / "dst" / "train")
+    assert dst.info["relabelled"]["teacher"] == "zimtohrli" and len(dst) == 5
+    for i in range(5):
+        a, b = src.group(i), dst.group(i)
+        np.testing.assert_array_equal(a.audio, b.audio)
+        assert b.labels[0] == 0.0 and (b.labels[1:] > 0).all() and (b.labels < 1).all()
+        assert all(t > 0 for t in b.teacher_db[1:])
+        severity = [FAMILIES[f].label(p) for f, p in zip(b.families[1:], b.params[1:])]
+        order = np.argsort(severity, kind="stable")
+        assert (np.diff(b.labels[1:][order]) >= -1e-9).all()  # non-decreasing in severity
