@@ -235,9 +235,10 @@ def main(argv=None) -> int:
         cores = os.cpu_count()
     load_end = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     header = (f"Machine: {cpu_name()}, {cores} cores, torch {threads} threads, device {args.device}; 1-minute load "
-              f"average {load_start:.1f} at the start and {load_end:.1f} at the end (above {cores}, other jobs "
-              f"competed for the CPU and the times are inflated). "
-              f"Pair: {args.seconds:g} s of generated 48 kHz stereo music-like audio vs a low-passed, noisy, "
+              f"average {load_start:.1f} at the start and {load_end:.1f} at the end"
+              + (f" (above {cores}: other jobs competed for the CPU and the times are inflated). "
+                 if max(load_start, load_end) > cores else " (a quiet machine). ")
+              + f"Pair: {args.seconds:g} s of generated 48 kHz stereo music-like audio vs a low-passed, noisy, "
               f"delayed copy (float WAV). Each metric in its own subprocess; pair times include decoding, "
               f"resampling and alignment; warm repeats clear reference caches. Real-time factor = "
               f"{args.seconds:g} s / median pair seconds (one pair = reference and degraded signal). Peak RSS = "

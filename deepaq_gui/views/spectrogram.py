@@ -219,7 +219,6 @@ class SpectrogramView(TimeView):
                 plot.getAxis("bottom").setStyle(showValues=False)
                 plot.setLabel("bottom", "")
             image = pg.ImageItem(axisOrder="row-major")
-            image.setAutoDownsample(True)  # 2000 x 1025 images shrink cheaply when zoomed out
             plot.addItem(image)
             self._images.append(image)
             self._add_time_plot(plot)
