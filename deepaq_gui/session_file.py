@@ -537,7 +537,7 @@ class Autosaver(QtCore.QObject):
         self._last: Any = None
         self._last_error = ""
         self._thread: threading.Thread | None = None
-        self._background_done.connect(self._finish_background)
+        self._background_done.connect(self._finish)
         self.timer = QtCore.QTimer(self)
         self.timer.setInterval(max(1, int(interval_s * 1000)))
         self.timer.timeout.connect(lambda: self.maybe_save(background=True))
@@ -591,7 +591,7 @@ class Autosaver(QtCore.QObject):
         try:
             doc = session_to_json(session, path, extra=extra)  # a snapshot, taken on this thread
         except DeePAQError as exc:
-            self._finish_background(fp, f"Autosave failed: {exc}")
+            self._finish(fp, f"Autosave failed: {exc}")
             return False
 
         def write() -> None:
@@ -611,7 +611,8 @@ class Autosaver(QtCore.QObject):
         if self._thread is not None:
             self._thread.join(timeout)
 
-    def _finish_background(self, fp: Any, error: str) -> None:
+    def _finish(self, fp: Any, error: str) -> None:
+        """Record a save's outcome (direct or background): remember it, or report a new error once."""
         if error:
             if error != self._last_error:
                 self._last_error = error
@@ -642,15 +643,9 @@ class Autosaver(QtCore.QObject):
         try:
             save_session(session, self.path, extra=extra)
         except DeePAQError as exc:
-            msg = f"Autosave failed: {exc}"
-            if msg != self._last_error:
-                self._last_error = msg
-                log.warning("%s", msg)
-                self.failed.emit(msg)
+            self._finish(fp, f"Autosave failed: {exc}")
             return False
-        self._last = fp
-        self._last_error = ""
-        self.saved.emit(self.path)
+        self._finish(fp, "")
         return True
 
 

@@ -54,19 +54,17 @@ def _zimtohrli_distances(task: tuple[str, int]) -> list[list[float]]:
 
 
 def _labels(meta: dict, dist: list[float], half: float) -> list[float]:
-    from deepaq_core.degrade.families import FAMILIES, isotonic
+    """Hybrid labels of one group with ``dist`` as the teacher (0 for the clean version)."""
+    from deepaq_core.degrade.families import hybrid_labels
 
     labels = [0.0] * len(dist)
     fams = meta["families"]
     clean = int(np.argmin(meta["labels"]))
     for fam in sorted({f for k, f in enumerate(fams) if k != clean}):
         idx = [k for k, f in enumerate(fams) if f == fam and k != clean]
-        severity = np.array([FAMILIES[fam].label(meta["params"][k]) for k in idx])
-        _, inverse, counts = np.unique(severity, return_inverse=True, return_counts=True)
-        pooled = np.bincount(inverse, weights=np.array([dist[k] for k in idx])) / counts
-        fitted = isotonic(pooled, counts)
-        for k, j in zip(idx, inverse):
-            labels[k] = max(float(fitted[j] / (fitted[j] + half)), 1e-4)  # 0 is the clean version's
+        fitted = hybrid_labels(fam, [meta["params"][k] for k in idx], [dist[k] for k in idx], half_db=half)
+        for k, label in zip(idx, fitted):
+            labels[k] = max(float(label), 1e-4)  # 0 is the clean version's alone
     return labels
 
 
