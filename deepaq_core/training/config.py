@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from deepaq_core.errors import DeePAQError
+from deepaq_core.model.compact_config import CompactConfig
 
 LABEL_MODES = ("param", "teacher", "hybrid")
 GROUP_MODES = ("single", "mixed")
@@ -88,21 +89,8 @@ class DataConfig:
     crop_seconds: float = 0.0
 
 
-@dataclass(frozen=True)
-class CompactSettings:
-    """Shape of the compact backbone (the fields of :class:`deepaq_core.model.compact.CompactConfig`)."""
-
-    sample_rate: int = 24000
-    hop_length: int = 320
-    n_fft: int = 1024
-    n_mels: int = 96
-    f_min: float = 20.0
-    f_max: float = 12000.0
-    width: int = 192
-    layers: int = 4
-    heads: int = 4
-    ff_mult: int = 2
-    conv_kernel: int = 5
+# The compact shape is the model's own dataclass (torch-free module), so defaults cannot drift.
+CompactSettings = CompactConfig
 
 
 @dataclass(frozen=True)
