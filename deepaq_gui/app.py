@@ -58,6 +58,61 @@ def _missing_xcb_libraries() -> list[str]:
     return sorted({line.split("=>")[0].strip() for line in out.splitlines() if "not found" in line})
 
 
+class ExceptionReporter:
+    """``sys.excepthook`` for the running app: log an unexpected exception, tell the user once.
+
+    The first occurrence of each distinct error (type, message and where it was raised) is
+    logged with its traceback and shown as one non-blocking message; repeats (an error in a
+    30 Hz timer would repeat 30 times a second) are only counted, so neither the log nor the
+    message bar floods. The app keeps running.
+
+    Parameters
+    ----------
+    show : callable(str)
+        Shows one message to the user (the window's message bar).
+    on_first : callable(BaseException), optional
+        Called instead of ``show`` for the first error of all (``--screenshot`` exits on it).
+    """
+
+    def __init__(self, show, on_first=None) -> None:
+        self.show = show
+        self.on_first = on_first
+        self.counts: dict[tuple, int] = {}
+
+    def __call__(self, etype, value, tb) -> None:
+        frames = traceback.extract_tb(tb)
+        where = (frames[-1].filename, frames[-1].lineno) if frames else None
+        key = (etype, str(value), where)
+        self.counts[key] = self.counts.get(key, 0) + 1
+        if self.counts[key] > 1:
+            if self.counts[key] in (10, 100, 1000):
+                log.error("the error above (%s: %s) has now happened %d times", etype.__name__, value, self.counts[key])
+            return
+        text = "".join(traceback.format_exception(etype, value, tb))
+        log.error("unexpected exception:\n%s", text)
+        if self.on_first is not None and len(self.counts) == 1:
+            self.on_first(value)
+            return
+        self.show(f"Unexpected error ({etype.__name__}: {value}); the app keeps running; details in {log_path()}.")
+
+
+def open_initial(window, args: argparse.Namespace, settings) -> str | None:
+    """Open what the command line names; on the very first start (no files) open the demo.
+
+    Returns ``"files"``, ``"demo"`` or ``None`` (an empty window). The first start is recorded
+    in ``settings`` (a ``QSettings``), so the demo opens by itself only once.
+    """
+    if args.files:
+        window.open_files(args.files)
+        return "files"
+    first_start = not settings.value("demo_shown", False, bool)
+    if args.demo or (first_start and not args.no_demo and not args.screenshot):
+        settings.setValue("demo_shown", True)
+        window.open_demo()
+        return "demo"
+    return None
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="deepaq-gui", description="DeePAQ desktop app: listen A/B and see where quality drops.")
     p.add_argument("files", nargs="*", help="reference file, then degraded versions (up to 9)")
@@ -104,26 +159,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     window = MainWindow(device=args.device, audio_backend="null" if args.no_audio else "auto", model=args.model)
     exit_code = {"value": 0}
 
-    def excepthook(etype, value, tb):
-        text = "".join(traceback.format_exception(etype, value, tb))
-        log.error("unexpected exception:\n%s", text)
-        if args.screenshot:
-            exit_code["value"] = 1
-            print(f"deepaq-gui: error: {value}", file=sys.stderr)
-            app.exit(1)
-            return
-        window.message(f"Unexpected error ({etype.__name__}: {value}); details in {log_path()}.")
+    def fatal(value: BaseException) -> None:
+        exit_code["value"] = 1
+        print(f"deepaq-gui: error: {value}", file=sys.stderr)
+        app.exit(1)
 
+    excepthook = ExceptionReporter(window.message, on_first=fatal if args.screenshot else None)
     sys.excepthook = excepthook
     window.show()
 
-    settings = QtCore.QSettings()
-    if args.files:
-        window.open_files(args.files)
-    elif args.demo or (not args.no_demo and not args.screenshot and not settings.value("demo_shown", False, bool)):
-        settings.setValue("demo_shown", True)
-        window.open_demo()
-    elif args.screenshot:
+    opened = open_initial(window, args, QtCore.QSettings())
+    if args.screenshot and opened is None:
         print("deepaq-gui: error: --screenshot needs files to open (or --demo).", file=sys.stderr)
         return 2
 

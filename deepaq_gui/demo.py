@@ -35,27 +35,36 @@ def cache_dir() -> Path:
     return Path(base) / "deepaq" / "demo"
 
 
-def demo_files() -> tuple[str, list[str]]:
-    """Paths of the demo reference and its versions (generating missing ones)."""
-    import soundfile as sf
+def demo_job():
+    """A worker job (:class:`deepaq_gui.workers.Worker`): generates the missing demo versions and
+    returns ``(reference path, [version paths])``. Encoding takes seconds the first time, so it
+    never runs on the UI thread; later starts find every file in the cache."""
 
-    from deepaq_core.audio import load_audio
-    from deepaq_core.degrade import available_codecs, degrade
+    def job(cancel):
+        import soundfile as sf
 
-    ref = demo_dir() / "demo_reference.flac"
-    versions = [str(demo_dir() / "demo_mp3_64k.flac")]
-    out = cache_dir()
-    out.mkdir(parents=True, exist_ok=True)
-    audio = None
-    tools = available_codecs()
-    for kind, params, name in [v for v in CODEC_VERSIONS if tools.get(v[0])] + DEMO_VERSIONS:
-        path = out / name
-        if not path.is_file():
-            if audio is None:
-                audio = load_audio(ref, channels="all")
-            y, _ = degrade(audio.samples, audio.sample_rate, kind, **params)
-            tmp = path.with_suffix(".tmp.flac")
-            sf.write(tmp, y.T, audio.sample_rate, subtype="PCM_16")
-            tmp.replace(path)  # atomic: a half-written file is never picked up
-        versions.append(str(path))
-    return str(ref), versions
+        from deepaq_core.audio import load_audio
+        from deepaq_core.degrade import available_codecs, degrade
+        from deepaq_core.scoring import Progress
+
+        ref = demo_dir() / "demo_reference.flac"
+        versions = [str(demo_dir() / "demo_mp3_64k.flac")]
+        out = cache_dir()
+        out.mkdir(parents=True, exist_ok=True)
+        audio = None
+        tools = available_codecs()
+        todo = [v for v in CODEC_VERSIONS if tools.get(v[0])] + DEMO_VERSIONS
+        for k, (kind, params, name) in enumerate(todo):
+            path = out / name
+            if not path.is_file():
+                yield Progress(k / len(todo), f"Making the demo: {name}")
+                if audio is None:
+                    audio = load_audio(ref, channels="all")
+                y, _ = degrade(audio.samples, audio.sample_rate, kind, **params)
+                tmp = path.with_suffix(".tmp.flac")
+                sf.write(tmp, y.T, audio.sample_rate, subtype="PCM_16")
+                tmp.replace(path)  # atomic: a half-written file is never picked up
+            versions.append(str(path))
+        return str(ref), versions
+
+    return job

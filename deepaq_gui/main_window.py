@@ -31,6 +31,9 @@ STAGE_INTERVAL_MS = 0  # between staged view updates (see MainWindow._stage)
 
 AUDIO_FILTER = "Audio files (*.wav *.flac *.ogg *.oga *.mp3 *.m4a *.aac *.opus *.aif *.aiff);;All files (*)"
 SEEK_STEP_S = 5.0
+#: views that File → Export saves on their own, as PNG or SVG (attribute name: menu label)
+VIEW_EXPORTS = {"waveform": "Waveforms", "spectrogram": "Spectrograms", "curve": "Quality curves",
+                "heatmap": "Layer heatmap", "matrix": "Time matrix"}
 
 
 class MainWindow(QtWidgets.QMainWindow):
@@ -49,6 +52,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.engine = PlaybackEngine(backend=audio_backend)
         self.workers: set[Worker] = set()
         self.score_worker: Worker | None = None
+        self._progress_worker: Worker | None = None  # the job the progress bar and Cancel button follow
         self.current = 0  # 0 = reference, i = version i (1-based)
         self.shown_version = 0  # 0-based version shown in waveform/spectrogram/heatmaps
         self.errors_seen: list[str] = []
@@ -63,6 +67,14 @@ class MainWindow(QtWidgets.QMainWindow):
         self._stage_timer.setSingleShot(True)
         self._stage_timer.setInterval(STAGE_INTERVAL_MS)
         self._stage_timer.timeout.connect(self._run_stage)
+        # session generations whose scoring ended without every result: not restarted by itself
+        self._failed_generation: int | None = None
+        self._cancelled_generation: int | None = None
+        # file loads: applied in request order; a new reference makes older ones stale (open_files)
+        self._epoch = 0
+        self._load_seq = self._load_applied = 0
+        self._load_workers: dict[int, Worker] = {}
+        self._loads_ready: dict[int, object] = {}
         self._build()
         self._build_menus()
         QtWidgets.QApplication.instance().installEventFilter(self)
@@ -70,8 +82,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.timer.setInterval(33)  # ~30 playhead updates per second
         self.timer.timeout.connect(self._tick)
         self.timer.start()
+        self._playback_warned = False
         if not self.engine.available:
-            QtCore.QTimer.singleShot(0, lambda: self.message(self.engine.unavailable_reason, "warning"))
+            QtCore.QTimer.singleShot(0, self._warn_playback_off)
         from deepaq_gui.session_file import Autosaver
 
         self.session_path: str | None = None
@@ -109,6 +122,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.table = ScoreTableView()
         self.table.rowSelected.connect(lambda i: self.select_track(i + 1))
         self.matrix = TimeMatrixView()
+        self.matrix.seekRequested.connect(self.seek)
+        self.matrix.loopRequested.connect(self.set_loop)
         tabs = QtWidgets.QTabWidget()
         tabs.addTab(self.table, "Scores")
         tabs.addTab(self.matrix, "Reference x degraded time")
@@ -160,8 +175,9 @@ class MainWindow(QtWidgets.QMainWindow):
         f.addSeparator()
         exp = f.addMenu("&Export")
         exp.addAction("Window as PNG…", lambda: self._export("window_png"))
-        exp.addAction("Quality curves as PNG…", lambda: self._export("curve_png"))
-        exp.addAction("Quality curves as SVG…", lambda: self._export("curve_svg"))
+        for key, label in VIEW_EXPORTS.items():
+            exp.addAction(f"{label} as PNG…", lambda k=key: self._export(f"{k}_png"))
+            exp.addAction(f"{label} as SVG…", lambda k=key: self._export(f"{k}_svg"))
         exp.addAction("Curves as CSV…", lambda: self._export("csv"))
         exp.addAction("Scores as JSON…", lambda: self._export("json"))
         exp.addAction("One-page report (PDF or PNG)…", lambda: self._export("report"))
@@ -177,6 +193,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.loud_action.setCheckable(True)
         self.loud_action.setChecked(True)
         self.loud_action.toggled.connect(self._settings_changed)
+        s.addSeparator()
+        self.rescore_action = s.addAction("&Score the unscored versions", self.resume_scoring, QtGui.QKeySequence("F5"))
+        self.cancel_action = s.addAction("&Cancel scoring", self.cancel_scoring)
         self.model_menu = mb.addMenu("&Model")
         self.model_menu.aboutToShow.connect(self._fill_model_menu)
 
@@ -191,7 +210,8 @@ class MainWindow(QtWidgets.QMainWindow):
         h.addAction("Open the &demo", self.open_demo)
         h.addAction("&Keys", lambda: self.message(
             "Keys: R or 0 reference, 1-9 versions, Tab last two, Space play/pause, ←/→ seek 5 s; "
-            "click a view to seek, drag on the quality curve to loop.", "info"))
+            "Esc clears the loop; click a view to seek, Shift+drag on a view to loop, double-click a worst "
+            "segment to loop it; F5 scores unscored versions.", "info"))
         h.addAction("&About", lambda: self.message(
             f"DeePAQ: perceptual audio quality from learned embeddings. Model: {self.model_label.text()}", "info"))
 
@@ -215,20 +235,57 @@ class MainWindow(QtWidgets.QMainWindow):
         if paths:
             self.open_files(paths, as_reference=False)
 
-    def open_files(self, paths: list[str], as_reference: bool | None = None) -> None:
-        """Read files in a worker. ``as_reference`` None: the first is the reference if none is open."""
+    def open_files(self, paths: list[str], as_reference: bool | None = None, *, replace: bool = False) -> None:
+        """Read files in a worker. ``as_reference`` None: the first is the reference if none is open.
+
+        Loads are applied in the order they were asked for, whichever finishes first. Asking for
+        a new reference (``as_reference=True``, ``replace``: a new session of these files, the
+        demo, a session file) makes every earlier load still in flight stale: it is cancelled and
+        its files are not added to the new session.
+        """
         paths = [os.fspath(p) for p in paths]
         if not paths:
             return
-        self._start(load_files_job(paths), finished=lambda out: self._files_loaded(out, as_reference))
+        if as_reference or replace:
+            self._new_epoch()
+        seq, epoch = self._load_seq, self._epoch
+        self._load_seq += 1
+        self._load_workers[seq] = self._start(
+            load_files_job(paths), tag=epoch,
+            finished=lambda out: self._load_finished(seq, (out, as_reference, replace, epoch)),
+            ended=lambda: self._load_finished(seq, None))
 
-    def _files_loaded(self, out: LoadedFiles, as_reference: bool | None) -> None:
+    def _new_epoch(self) -> None:
+        """The session is about to get a new reference: loads asked for before it are stale."""
+        self._epoch += 1
+        for w in self._load_workers.values():
+            w.cancel()
+
+    def _load_finished(self, seq: int, item) -> None:
+        self._load_workers.pop(seq, None)
+        if item is not None or seq not in self._loads_ready:  # ``ended`` after ``finished`` keeps the result
+            self._loads_ready[seq] = item
+        while self._load_applied in self._loads_ready:
+            ready = self._loads_ready.pop(self._load_applied)
+            self._load_applied += 1
+            if ready is None:
+                continue  # failed or cancelled: its messages were shown already
+            out, as_reference, replace, epoch = ready
+            if epoch != self._epoch:
+                log.info("dropped a stale load of %d file(s)", len(out.tracks))
+                continue
+            self._files_loaded(out, as_reference, replace)
+
+    def _files_loaded(self, out: LoadedFiles, as_reference: bool | None, replace: bool = False) -> None:
         for err in out.errors:
             self.message(err)
         tracks = list(out.tracks)
         if not tracks:
             return
         self.close_blind()  # track numbers are about to change
+        if replace:
+            self.session.clear()
+            self.current = self.shown_version = 0
         if as_reference or (as_reference is None and self.session.reference is None):
             self.session.set_reference(tracks.pop(0))
             self._cancel_stale()
@@ -252,17 +309,14 @@ class MainWindow(QtWidgets.QMainWindow):
         self.rescore()
 
     def open_demo(self) -> None:
-        """Load the bundled demo reference and versions generated from it."""
-        from deepaq_gui.demo import demo_files
+        """Open the bundled demo reference and versions made from it (generated in a worker once)."""
+        from deepaq_gui.demo import demo_job
 
-        try:
-            ref, versions = demo_files()
-        except DeePAQError as exc:
-            self.message(str(exc))
-            return
-        self.session.clear()
-        self._cancel_stale()
-        self.open_files([ref, *versions], as_reference=None)
+        self._new_epoch()
+        epoch = self._epoch
+        self._start(demo_job(), show_progress=True,
+                    finished=lambda out: self.open_files([out[0], *out[1]], replace=True)
+                    if epoch == self._epoch else None)
 
     # -- drag and drop ----------------------------------------------------------------------
     def dragEnterEvent(self, e: QtGui.QDragEnterEvent) -> None:  # noqa: N802 - Qt API
@@ -332,22 +386,45 @@ class MainWindow(QtWidgets.QMainWindow):
             self._refresh(staged=True)
 
     def cancel_scoring(self) -> None:
-        if self.score_worker is not None:
-            self.score_worker.cancel()
+        """Cancel the work the progress bar shows (the Cancel button).
+
+        Cancelled scoring is not restarted until the user asks (F5) or the files or settings change.
+        """
+        w = self._progress_worker
+        if w is None or w.is_done:
+            return
+        w.cancel()
+        if w is self.score_worker:
+            self._cancelled_generation = self.session.generation
+            self.message("Scoring cancelled; Settings → Score the unscored versions (F5) resumes it.", "info")
+        else:
+            self.message("Cancelled.", "info")
+
+    def resume_scoring(self) -> None:
+        """Score what is missing, also after a cancel or a failure in this session state."""
+        self._cancelled_generation = self._failed_generation = None
+        if self.session.reference is not None and not self.session.missing_results():
+            self.message("Every version already has a score.", "info")
+        self.rescore()
 
     def _cancel_stale(self) -> None:
         if self.score_worker is not None and not self.score_worker.is_done:
             self.score_worker.cancel()
 
-    def _start(self, job, *, finished=None, partial=None, tag=None, show_progress: bool = False) -> Worker:
+    def _start(self, job, *, finished=None, partial=None, ended=None, tag=None, show_progress: bool = False) -> Worker:
+        """Run ``job`` in a worker. ``finished(result)`` on success; ``ended()`` whatever the outcome,
+        after ``finished`` and before the window checks whether it is idle."""
         w = Worker(job, tag)
         if finished:
             w.signals.finished.connect(finished)
+        if ended:
+            w.signals.done.connect(ended)
         if partial:
             w.signals.partial.connect(partial)
         w.signals.errored.connect(self._worker_error)
         if show_progress:
-            w.signals.progress.connect(self._progress)
+            self._progress_worker = w
+            w.signals.progress.connect(lambda f, t, w=w: self._progress(f, t) if w is self._progress_worker else None)
             self.progress.setValue(0)
             self.progress.show()
             self.cancel_button.show()
@@ -366,9 +443,10 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _worker_done(self, w: Worker) -> None:
         self.workers.discard(w)
-        if w is self.score_worker:
+        if w is self._progress_worker:
             self.progress.hide()
             self.cancel_button.hide()
+        if w is self.score_worker:
             if self.session.missing_results() and not w.cancel_event.is_set():
                 # it ended (error or not) without scoring everything: don't retry in a loop
                 self._failed_generation = w.tag
@@ -402,7 +480,8 @@ class MainWindow(QtWidgets.QMainWindow):
         if not self.is_idle():
             return
         s = self.session
-        if s.reference is not None and s.missing_results() and s.generation != getattr(self, "_failed_generation", None):
+        if (s.reference is not None and s.missing_results()
+                and s.generation not in (self._failed_generation, self._cancelled_generation)):
             self.rescore()
             return
         self.scoringIdle.emit()
@@ -465,7 +544,10 @@ class MainWindow(QtWidgets.QMainWindow):
         """Reopen a session in a worker; unchanged files keep their results (no rescoring)."""
         from deepaq_gui.session_file import load_session_job
 
-        self._start(load_session_job(path), finished=self._session_loaded, show_progress=True)
+        self._new_epoch()
+        epoch = self._epoch
+        self._start(load_session_job(path), show_progress=True,
+                    finished=lambda loaded: self._session_loaded(loaded) if epoch == self._epoch else None)
 
     def _session_loaded(self, loaded) -> None:
         from deepaq_gui.session_file import add_recent, autosave_path
@@ -582,6 +664,8 @@ class MainWindow(QtWidgets.QMainWindow):
         if prepared.token != getattr(self, "_audio_token", None):
             return  # superseded by a newer request
         self.engine.set_tracks(list(prepared.tracks), prepared.rate)
+        if not self.engine.available:
+            self._warn_playback_off()  # e.g. the device refused this sample rate
         if self.blind is not None:
             self.blind.resync()  # the blind test owns track selection
         else:
@@ -601,6 +685,12 @@ class MainWindow(QtWidgets.QMainWindow):
 
         self._stage("waveform", waveforms)
         self._stage("spectrogram", spectrograms)
+
+    def _warn_playback_off(self) -> None:
+        """Say once per window why playback is off (everything else keeps working)."""
+        if not self._playback_warned:
+            self._playback_warned = True
+            self.message(self.engine.unavailable_reason, "warning")
 
     def select_track(self, index: int) -> None:
         """0 = reference, i = version i (1-based). Switches playback at the same position."""
@@ -622,13 +712,13 @@ class MainWindow(QtWidgets.QMainWindow):
         if end - start < 0.05:
             self._loop = None
             self.engine.clear_loop()
-            for v in self.time_views:
+            for v in (*self.time_views, self.matrix):
                 v.set_loop(None)
             return
         self._loop = (start, end)
         self.engine.set_loop(start, end)
         self.engine.seek(start)
-        for v in self.time_views:
+        for v in (*self.time_views, self.matrix):
             v.set_loop((start, end))
 
     def eventFilter(self, obj, event) -> bool:  # noqa: N802 - Qt API
@@ -742,8 +832,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     # -- export ----------------------------------------------------------------------------
     def _export(self, kind: str) -> None:
-        suffix = {"window_png": "png", "curve_png": "png", "curve_svg": "svg", "csv": "csv", "json": "json",
-                  "report": "pdf"}[kind]
+        suffix = {"csv": "csv", "json": "json", "report": "pdf"}.get(kind) or kind.rsplit("_", 1)[1]
         path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Export", f"deepaq.{suffix}", f"*.{suffix}")
         if not path:
             return
@@ -757,10 +846,13 @@ class MainWindow(QtWidgets.QMainWindow):
         try:
             if kind == "window_png":
                 self.save_screenshot(path)
-            elif kind == "curve_png":
-                export.export_png(self.curve.plot_item(), path)
-            elif kind == "curve_svg":
-                export.export_svg(self.curve.plot_item(), path)
+            elif kind.endswith(("_png", "_svg")) and kind.rsplit("_", 1)[0] in VIEW_EXPORTS:
+                view = getattr(self, kind.rsplit("_", 1)[0])
+                # a one-plot view goes through its plot item (PNG at any size, tidy SVG); the
+                # waveform and spectrogram stacks are saved whole (widget grab, whole scene)
+                plots = view.plot_items() if hasattr(view, "plot_items") else [view.plot_item()]
+                target = plots[0] if len(plots) == 1 else view
+                (export.export_png if kind.endswith("_png") else export.export_svg)(target, path)
             elif kind == "csv":
                 export.export_curves_csv(self.session.results, names, path)
             elif kind == "json":

@@ -8,7 +8,7 @@ import pyqtgraph as pg
 
 from deepaq_core.results import Heatmap, QualityResult
 
-from .base import finite_levels, image_rect
+from .base import TimeViewBox, finite_levels, image_rect
 
 MATRIX_CMAP = "viridis"
 
@@ -25,6 +25,9 @@ class TimeMatrixView(QtWidgets.QWidget):
     -------
     seekRequested(float)
         The user clicked a cell; the value is its reference time (y), seconds.
+    loopRequested(float, float)
+        Shift + drag across the matrix: the span of aligned time (x) to loop, seconds (the
+        playback tracks are aligned, so this is the same timeline as every other view's).
 
     Parameters
     ----------
@@ -32,10 +35,11 @@ class TimeMatrixView(QtWidgets.QWidget):
     """
 
     seekRequested = QtCore.Signal(float)
+    loopRequested = QtCore.Signal(float, float)
 
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
-        self._widget = pg.PlotWidget()
+        self._widget = pg.PlotWidget(viewBox=TimeViewBox())
         self._plot = self._widget.getPlotItem()
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -51,7 +55,14 @@ class TimeMatrixView(QtWidgets.QWidget):
         self._bar = pg.ColorBarItem(values=(0.0, 1.0), colorMap=pg.colormap.get(MATRIX_CMAP), interactive=False)
         self._bar.axis.enableAutoSIPrefix(False)  # distances read 0.2, not "200 (x0.001)"
         self._bar.setImageItem(self._image, insert_in=self._plot)
-        self._widget.scene().sigMouseClicked.connect(self._clicked)
+        vb = self._plot.getViewBox()
+        vb.sigTimeClicked.connect(self._clicked)
+        vb.sigTimeDragged.connect(self._dragged)
+        self._loop = pg.LinearRegionItem(movable=False, brush=pg.mkBrush(255, 255, 255, 30),
+                                         pen=pg.mkPen((255, 255, 255, 120)))
+        self._loop.setZValue(10)
+        self._loop.hide()
+        self._plot.addItem(self._loop, ignoreBounds=True)
         self._heatmap: Heatmap | None = None
 
     def set_result(self, result: QualityResult | None, levels: tuple[float, float] | None = None) -> None:
@@ -117,15 +128,27 @@ class TimeMatrixView(QtWidgets.QWidget):
         """Remove the matrix."""
         self.set_heatmap(None)
 
-    def _clicked(self, ev) -> None:
-        if ev.button() != QtCore.Qt.MouseButton.LeftButton or ev.double() or self._heatmap is None:
+    def set_loop(self, region: tuple[float, float] | None) -> None:
+        """Show the loop (aligned time, x) or hide it (``None``)."""
+        if region is None:
+            self._loop.hide()
+        else:
+            self._loop.setRegion(region)
+            self._loop.show()
+
+    def _clicked(self, x: float, y: float, double: bool) -> None:
+        if double or self._heatmap is None:
             return
-        vb = self._plot.getViewBox()
-        if not vb.sceneBoundingRect().contains(ev.scenePos()):
+        if self._image.mapRectToParent(self._image.boundingRect()).contains(QtCore.QPointF(x, y)):
+            self.seekRequested.emit(max(0.0, y))
+
+    def _dragged(self, start: float, end: float, finished: bool) -> None:
+        if self._heatmap is None:
             return
-        p = vb.mapSceneToView(ev.scenePos())
-        if self._image.mapRectToParent(self._image.boundingRect()).contains(p):
-            self.seekRequested.emit(max(0.0, float(p.y())))
+        self._loop.setRegion((max(0.0, start), end))
+        self._loop.show()
+        if finished:
+            self.loopRequested.emit(max(0.0, start), end)
 
 
 def _axis_label(text: str) -> str:

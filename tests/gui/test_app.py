@@ -77,24 +77,54 @@ def test_bad_file_shows_message_and_keeps_session(qtbot, window, signals, tmp_pa
     assert len(window.session.versions) == 1 and window.session.results == before
 
 
-def test_starts_without_audio_device_and_says_so_once(qtbot, tmp_path, monkeypatch):
+@pytest.mark.parametrize("cause", ["no PortAudio", "no device", "rate refused"])
+def test_starts_without_audio_and_says_so_once(qtbot, tmp_path, monkeypatch, signals, cause):
+    from deepaq_gui import playback
+    from tests.gui.test_playback import FakePortAudioError, fake_sounddevice
+
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    if cause == "no PortAudio":
+        def missing():
+            raise OSError("PortAudio library not found")
+        monkeypatch.setattr(playback, "_import_sounddevice", missing)
+    else:
+        fake = fake_sounddevice(has_device=cause != "no device")
+        if cause == "rate refused":
+            def refuse(**kwargs):
+                raise FakePortAudioError("Invalid sample rate")
+            fake.OutputStream = refuse
+        monkeypatch.setattr(playback, "_import_sounddevice", lambda: fake)
     w = MainWindow(device="cpu", audio_backend="auto")
     qtbot.addWidget(w)
     w.show()
-    if w.engine.available:
-        pytest.skip("this machine has an audio device")
-    qtbot.waitUntil(lambda: w.messages.isVisible(), timeout=5000)
+    assert w.engine.available == (cause == "rate refused")  # that device looks fine until a stream opens
+    _open_and_wait(qtbot, w, [signals["ref"], signals["lp"]])
+    w.seek(1.0)
+    qtbot.keyClick(w, QtCore.Qt.Key_Space)  # the null clock plays instead
+    qtbot.waitUntil(lambda: w.engine.position_s > 1.05, timeout=5000)
+    assert not w.engine.available
     assert [lvl for lvl, _ in w.messages.history].count("warning") == 1
-    assert "playback is off" in w.messages.label.text()
+    assert "playback is off" in [m for lvl, m in w.messages.history if lvl == "warning"][0]
+    assert set(w.session.results) == {0} and w.errors_seen == []
     w.close()
 
 
 def test_exports(qtbot, window, signals, tmp_path):
     _open_and_wait(qtbot, window, [signals["ref"], signals["lp"]])
-    for kind, name in [("window_png", "w.png"), ("curve_svg", "c.svg"), ("csv", "c.csv"), ("json", "s.json")]:
+    from deepaq_gui.main_window import VIEW_EXPORTS
+
+    kinds = [("window_png", "w.png"), ("csv", "c.csv"), ("json", "s.json")]
+    kinds += [(f"{v}_{fmt}", f"{v}.{fmt}") for v in VIEW_EXPORTS for fmt in ("png", "svg")]
+    for kind, name in kinds:
         window.export(kind, str(tmp_path / name))
-        assert (tmp_path / name).stat().st_size > 100
+        assert (tmp_path / name).stat().st_size > 100, kind
+    assert window.errors_seen == []
+    for v in VIEW_EXPORTS:
+        assert QtGui.QImage(str(tmp_path / f"{v}.png")).width() > 100
+        svg = (tmp_path / f"{v}.svg").read_text()
+        assert svg.lstrip().startswith("<?xml") and "<svg" in svg and "</svg>" in svg
+    # the spectrogram export holds the whole stack (reference, degraded, difference): three images
+    assert (tmp_path / "spectrogram.svg").read_text().count("<image") >= 3
     rows = (tmp_path / "c.csv").read_text().splitlines()
     assert len(rows) == 1 + len(window.session.results[0].curve.score)
 
@@ -210,3 +240,230 @@ def test_result_views_update_one_per_turn_but_a_blind_test_clears_them_at_once(q
     assert window.table.model().rowCount() == 0 and window.curve.curve_items() == {}
     qtbot.wait(50)
     assert window.table.model().rowCount() == 0 and window.curve.curve_items() == {}
+
+
+def _raise_at(where: str):
+    try:
+        raise ValueError(f"bad value in {where}")
+    except ValueError as exc:
+        return type(exc), exc, exc.__traceback__
+
+
+def test_unexpected_exceptions_are_logged_and_shown_once_each(caplog):
+    from deepaq_gui.app import ExceptionReporter
+
+    shown: list[str] = []
+    hook = ExceptionReporter(shown.append)
+    with caplog.at_level("ERROR", logger="deepaq_gui"):
+        for _ in range(30):  # e.g. an error in the 30 Hz playhead timer
+            hook(*_raise_at("tick"))
+        hook(*_raise_at("export"))
+    assert len(shown) == 2 and "bad value in tick" in shown[0] and "bad value in export" in shown[1]
+    assert all("keeps running" in m for m in shown)
+    tracebacks = [r for r in caplog.records if "Traceback" in r.getMessage()]
+    assert len(tracebacks) == 2  # one traceback per distinct error, not one per repeat
+    assert any("happened 10 times" in r.getMessage() for r in caplog.records)
+
+
+def test_a_crashing_slot_keeps_the_app_running(qtbot, window, signals, monkeypatch):
+    """An exception inside a Qt slot goes to the hook, shows once, and the window keeps working."""
+    from deepaq_gui.app import ExceptionReporter
+
+    hook = ExceptionReporter(window.message)
+    monkeypatch.setattr("sys.excepthook", hook)
+    monkeypatch.setattr(window.transport, "setText", lambda _t: 1 / 0)  # _tick now fails at 30 Hz
+    qtbot.wait(300)
+    assert sum("ZeroDivisionError" in m for m in window.errors_seen) == 1
+    assert sum(hook.counts.values()) > 1  # it did repeat; only the first was shown
+    monkeypatch.undo()
+    _open_and_wait(qtbot, window, [signals["ref"], signals["lp"]])
+    assert set(window.session.results) == {0}
+
+
+def test_cancel_stops_scoring_until_asked_again(qtbot, window, signals, monkeypatch):
+    import threading
+
+    gate = threading.Event()
+    real_scorer = window.holder.scorer
+
+    def held_scorer(name):  # the worker waits here until the test has pressed Cancel
+        gate.wait(30)
+        return real_scorer(name)
+
+    monkeypatch.setattr(window.holder, "scorer", held_scorer)
+    window.open_files([signals["ref"], signals["lp"], signals["noisy"]])
+    qtbot.waitUntil(lambda: window.score_worker is not None and window.cancel_button.isVisible(), timeout=TIMEOUT_MS)
+    with qtbot.waitSignal(window.scoringIdle, timeout=TIMEOUT_MS):
+        qtbot.mouseClick(window.cancel_button, QtCore.Qt.LeftButton)
+        gate.set()
+    qtbot.wait(300)  # nothing may restart it behind the user's back
+    assert window.session.missing_results() == [0, 1] and window.is_idle()
+    assert not window.cancel_button.isVisible() and not window.progress.isVisible()
+    assert "cancelled" in window.messages.label.text()
+    # F5 (Settings → Score the unscored versions) resumes
+    with qtbot.waitSignal(window.scoringIdle, timeout=TIMEOUT_MS):
+        window.rescore_action.trigger()
+    qtbot.waitUntil(lambda: not window.session.missing_results(), timeout=TIMEOUT_MS)
+
+
+def test_loads_apply_in_request_order_and_a_new_reference_drops_stale_ones(qtbot, window, signals, monkeypatch):
+    import time
+
+    from deepaq_gui.session import Session
+
+    real_read = Session.read_track
+
+    def read_track(path):  # the low-pass file is slow to read, so later requests finish first
+        if os.path.basename(path) == os.path.basename(signals["lp"]):
+            time.sleep(0.6)
+        return real_read(path)
+
+    monkeypatch.setattr(Session, "read_track", staticmethod(read_track))
+    window.open_files([signals["ref"]])
+    window.open_files([signals["lp"]], as_reference=False)
+    window.open_files([signals["noisy"]], as_reference=False)
+    qtbot.waitUntil(lambda: window.is_idle() and len(window.session.versions) == 2, timeout=TIMEOUT_MS)
+    names = [v.name for v in window.session.versions]
+    assert names == [os.path.basename(signals["lp"]), os.path.basename(signals["noisy"])]
+
+    # versions asked for before a new reference are not added to it
+    window.open_files([signals["lp"]], as_reference=False)
+    window.open_files([signals["same"]], as_reference=True)
+    qtbot.waitUntil(lambda: window.is_idle() and not window.session.missing_results(), timeout=TIMEOUT_MS)
+    qtbot.wait(800)  # the slow, stale load has ended by now
+    assert window.session.reference.name == os.path.basename(signals["same"])
+    assert [v.name for v in window.session.versions] == names
+
+
+def test_demo_is_made_in_a_worker_and_replaces_the_session(qtbot, window, signals):
+    _open_and_wait(qtbot, window, [signals["ref"], signals["lp"]])
+    window.open_demo()
+    # the window went on at once: the demo versions are still being made (fresh cache)
+    assert window.session.reference.name == os.path.basename(signals["ref"])
+    assert window.cancel_button.isVisible()
+    qtbot.waitUntil(lambda: window.session.reference.name == "demo_reference.flac", timeout=TIMEOUT_MS)
+    qtbot.waitUntil(lambda: window.is_idle() and not window.session.missing_results(), timeout=TIMEOUT_MS)
+    names = [v.name for v in window.session.versions]
+    assert os.path.basename(signals["lp"]) not in names and "demo_lowpass_3k5.flac" in names
+    assert window.errors_seen == []
+
+
+def test_every_transport_key_linked_axes_and_moving_playhead(qtbot, window, signals):
+    w = window
+    _open_and_wait(qtbot, w, [signals["ref"], signals["lp"], signals["noisy"]])
+    qtbot.keyClick(w, QtCore.Qt.Key_1)
+    qtbot.keyClick(w, QtCore.Qt.Key_0)
+    assert w.engine.current == 0 and w.current == 0
+    w.seek(3.0)
+    qtbot.keyClick(w, QtCore.Qt.Key_Left)
+    assert w.engine.position_s == pytest.approx(0.0, abs=0.01)  # 3 s - 5 s, clamped at the start
+    qtbot.keyClick(w, QtCore.Qt.Key_Right)
+    assert w.engine.position_s == pytest.approx(5.0, abs=0.01)
+    w.set_loop(1.0, 2.0)
+    assert all(v._loop_items[0].isVisible() for v in w.time_views) and w.matrix._loop.isVisible()
+    qtbot.keyClick(w, QtCore.Qt.Key_Escape)
+    assert w._loop is None and not any(v._loop_items[0].isVisible() for v in w.time_views)
+
+    # one time axis: zooming any view zooms them all; a time sits at the same screen x in each
+    w.spectrogram.plot_item().setXRange(1.0, 2.0, padding=0)
+    qtbot.wait(50)
+
+    def screen_x(v, t):
+        vb = v.plot_item().getViewBox()
+        gv = vb.scene().views()[0]
+        return gv.mapToGlobal(gv.mapFromScene(vb.mapViewToScene(QtCore.QPointF(t, 0)))).x()
+
+    for t in (1.2, 1.8):
+        xs = [screen_x(v, t) for v in w.time_views]
+        assert max(xs) - min(xs) <= 2, xs
+    assert screen_x(w.curve, 1.8) - screen_x(w.curve, 1.2) > 200  # zoomed in: 0.6 s spans most of the width
+    # one playhead, moving with playback on every view
+    w.seek(1.0)
+    qtbot.keyClick(w, QtCore.Qt.Key_Space)
+    qtbot.waitUntil(lambda: w.engine.position_s > 1.2, timeout=5000)
+    qtbot.wait(100)
+    for v in w.time_views:
+        assert v._playheads[0].value() > 1.1
+    qtbot.keyClick(w, QtCore.Qt.Key_Space)
+
+
+def test_alignment_and_loudness_switches_apply_to_scores_and_panel(qtbot, window, signals):
+    w = window
+    _open_and_wait(qtbot, w, [signals["ref"], signals["delayed"]])
+    r = w.session.results[0]
+    assert r.alignment.lag_ms == pytest.approx(2100 / 48, abs=0.5) and r.gain_db == pytest.approx(6.0, abs=0.5)
+    assert w.files.topLevelItem(1).text(6) == f"{round(r.alignment.lag_ms, 1):.1f} ms"
+    with qtbot.waitSignal(w.scoringIdle, timeout=TIMEOUT_MS):
+        w.align_action.setChecked(False)
+        w.loud_action.setChecked(False)
+    qtbot.waitUntil(lambda: w.is_idle() and not w.session.missing_results(), timeout=TIMEOUT_MS)
+    r2 = w.session.results[0]
+    assert r2.alignment.lag_ms == 0 and r2.gain_db == 0
+    assert r2.score < r.score  # a 44 ms offset and 6 dB left in are heard as damage
+    assert w.files.topLevelItem(1).text(6) == "0.0 ms" and w.files.topLevelItem(1).text(7) == "+0.0 dB"
+
+
+def test_model_menu_lists_the_models_and_switches(qtbot, window, signals, tmp_path, monkeypatch):
+    from deepaq_core.model.bundle import save_bundle
+    from deepaq_core.model.compact import CompactConfig, build_untrained, untrained_card
+    from deepaq_core.model.registry import list_models
+
+    small = CompactConfig(width=32, layers=1, heads=2, n_mels=32)
+    save_bundle(build_untrained(seed=3, cfg=small), untrained_card(small, d50=0.3), tmp_path / "models" / "tiny",
+                include_backbone=True)
+    monkeypatch.setenv("DEEPAQ_MODELS", str(tmp_path / "models"))
+    w = window
+    _open_and_wait(qtbot, w, [signals["ref"], signals["lp"]])
+    first = w.session.results[0]
+    w.model_menu.aboutToShow.emit()
+    actions = {a.text().split("  ")[0]: a for a in w.model_menu.actions()}
+    assert list(actions) == [e.name for e in list_models()]
+    assert actions["compact"].isChecked() and actions["tiny"].isEnabled()
+    assert all(not a.isEnabled() for n, a in actions.items() if n.startswith("mert"))  # not downloaded here
+    with qtbot.waitSignal(w.scoringIdle, timeout=TIMEOUT_MS):
+        actions["tiny"].trigger()
+    qtbot.waitUntil(lambda: w.is_idle() and not w.session.missing_results(), timeout=TIMEOUT_MS)
+    assert w.session.model_name == "tiny"
+    assert w.session.results[0].distance != first.distance  # scored again, by the other model
+    assert "tiny" in w.model_label.text() or w.session.results[0].model.label in w.model_label.text()
+
+
+def test_drop_files_on_the_window(qtbot, window, signals):
+    mime = QtCore.QMimeData()
+    mime.setUrls([QtCore.QUrl.fromLocalFile(signals["ref"]), QtCore.QUrl.fromLocalFile(signals["lp"])])
+    pos = QtCore.QPointF(200, 200)
+    enter = QtGui.QDragEnterEvent(pos.toPoint(), QtCore.Qt.CopyAction, mime, QtCore.Qt.LeftButton,
+                                  QtCore.Qt.NoModifier)
+    window.dragEnterEvent(enter)
+    assert enter.isAccepted()
+    drop = QtGui.QDropEvent(pos, QtCore.Qt.CopyAction, mime, QtCore.Qt.LeftButton, QtCore.Qt.NoModifier)
+    with qtbot.waitSignal(window.scoringIdle, timeout=TIMEOUT_MS):
+        window.dropEvent(drop)
+    qtbot.waitUntil(lambda: window.is_idle() and not window.session.missing_results(), timeout=TIMEOUT_MS)
+    assert window.session.reference.name == os.path.basename(signals["ref"])
+    assert [v.name for v in window.session.versions] == [os.path.basename(signals["lp"])]
+
+
+def test_demo_opens_by_itself_on_the_first_start_only(tmp_path):
+    from deepaq_gui.app import build_parser, open_initial
+
+    class Recorder:
+        def __init__(self):
+            self.calls = []
+
+        def open_files(self, paths):
+            self.calls.append(("files", paths))
+
+        def open_demo(self):
+            self.calls.append(("demo",))
+
+    settings = QtCore.QSettings(str(tmp_path / "deepaq.ini"), QtCore.QSettings.IniFormat)
+    w = Recorder()
+    assert open_initial(w, build_parser().parse_args([]), settings) == "demo"  # first start
+    assert open_initial(w, build_parser().parse_args([]), settings) is None  # later starts: empty window
+    assert open_initial(w, build_parser().parse_args(["--demo"]), settings) == "demo"  # Help → demo, or asked for
+    assert open_initial(w, build_parser().parse_args(["a.wav", "b.wav"]), settings) == "files"
+    assert w.calls == [("demo",), ("demo",), ("files", ["a.wav", "b.wav"])]
+    fresh = QtCore.QSettings(str(tmp_path / "other.ini"), QtCore.QSettings.IniFormat)
+    assert open_initial(Recorder(), build_parser().parse_args(["--no-demo"]), fresh) is None
+    assert open_initial(Recorder(), build_parser().parse_args(["--screenshot", "x.png"]), fresh) is None

@@ -396,6 +396,16 @@ def test_time_matrix_square_aspect_nan_and_click(qtbot, results):
         qtbot.mouseClick(gv.viewport(), QtCore.Qt.MouseButton.LeftButton, pos=gv.mapFromScene(scene_pt))
     assert blocker.args[0] == pytest.approx(ref_t, abs=0.1)
 
+    # Shift + drag along the aligned-time axis asks for a loop, and the matrix shows it.
+    x0, x1 = float(tm.x[5]), float(tm.x[30])
+    qtbot.wait(100)  # the axes settle their widths a few event-loop turns after showing
+    with qtbot.waitSignal(view.loopRequested, timeout=1000) as blocker:
+        shift_drag(qtbot, view, view.plot_item(), x0, x1, y=float(tm.y[20]))
+    assert blocker.args == pytest.approx([x0, x1], abs=0.1)
+    assert view._loop.isVisible()
+    view.set_loop(None)
+    assert not view._loop.isVisible()
+
 
 # ----- table and live score ----------------------------------------------------------------------------
 def test_score_table_rows_numeric_sort_and_row_selected(qtbot, results):
