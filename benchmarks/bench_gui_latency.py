@@ -41,6 +41,15 @@ def make_pair(folder: Path, minutes: float, sr: int = 48000) -> tuple[str, str]:
     return str(r), str(d)
 
 
+def run_event_loop(ms: int) -> None:
+    """Run Qt's event loop for ``ms`` milliseconds."""
+    from PySide6 import QtCore
+
+    loop = QtCore.QEventLoop()
+    QtCore.QTimer.singleShot(ms, loop.quit)
+    loop.exec()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=5.0)
@@ -58,21 +67,21 @@ def main() -> None:
         w.show()
         # Let the window appear and paint itself first: a user opens files in a window that is
         # already on screen, so its very first paint (all views empty) is start-up, not scoring.
-        settle = time.perf_counter() + 0.5
-        while time.perf_counter() < settle:
-            app.processEvents(QtCore.QEventLoop.AllEvents, 50)
+        run_event_loop(500)
         ticks: list[float] = []
         timer = QtCore.QTimer()
         timer.setTimerType(QtCore.Qt.PreciseTimer)
         timer.setInterval(10)
         timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
-        done = {"t": None}
-        w.scoringIdle.connect(lambda: done.update(t=time.perf_counter()) if w.session.results else None)
+        loop = QtCore.QEventLoop()
+        w.scoringIdle.connect(lambda: loop.quit() if w.session.results else None)
         timer.start()
         t0 = time.perf_counter()
         w.open_files([ref, deg])
-        while done["t"] is None and time.perf_counter() - t0 < 1800:
-            app.processEvents(QtCore.QEventLoop.AllEvents, 50)
+        # Qt's own event loop, as in the app (a Python loop around processEvents() would spin and
+        # hold the GIL between calls, competing with the worker like no real session does).
+        QtCore.QTimer.singleShot(1_800_000, loop.quit)
+        loop.exec()
         timer.stop()
         total = time.perf_counter() - t0
         result = w.session.results.get(0)

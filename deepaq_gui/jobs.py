@@ -7,6 +7,7 @@ Nothing here touches widgets.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import os
 import threading
 from collections.abc import Generator
@@ -18,16 +19,22 @@ from deepaq_core.scoring import Partial, Progress, ScoreSettings
 from deepaq_gui.session import Session, Track
 
 
-def reserve_ui_core() -> None:
-    """Leave one CPU core to the UI thread: torch's CPU threads = cores - 1 (at least 1).
+def worker_threads() -> int:
+    """Threads the app's background work may keep busy: every core but one (at least 1).
 
-    With as many busy torch threads as cores, the UI thread has to share a core with them and
-    a 30 ms repaint takes 100 ms or more of wall time. Costs CPU scoring speed on small machines
-    (up to half on 2 cores); a GPU does the model's work either way.
+    The one left is the UI thread's. With as many busy threads as cores, the UI thread shares a
+    core and a 30 ms repaint takes 100 ms or more of wall time (docs/PERFORMANCE.md). The window's
+    job pool, torch and the spectrogram FFTs all use this many threads; it costs speed on small
+    machines (up to half on 2 cores), and a GPU does the model's work either way.
     """
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
+def reserve_ui_core() -> None:
+    """Leave one CPU core to the UI thread: torch's CPU threads = :func:`worker_threads`."""
     import torch
 
-    torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
+    torch.set_num_threads(worker_threads())
 
 
 def preload_modules() -> None:
@@ -51,6 +58,25 @@ def preload_modules() -> None:
     import deepaq_resources  # noqa: F401
     import deepaq_gui.views.spectrogram  # noqa: F401
     import deepaq_gui.views.waveform  # noqa: F401
+
+
+_frozen = False
+
+
+def freeze_startup_objects() -> None:
+    """Exclude everything alive now (imported modules, the window) from garbage collection.
+
+    Called once, when the first window is built. With torch, scipy and pyqtgraph imported the
+    process holds about 260 000 objects, and a full (generation 2) collection walked them all:
+    175-180 ms with every thread stopped, whichever thread triggered it. That was the rare long
+    freeze of the UI while scoring (docs/PERFORMANCE.md). Objects made later are collected as
+    usual; garbage is collected first so none of it is kept.
+    """
+    global _frozen
+    if not _frozen:
+        _frozen = True
+        gc.collect()
+        gc.freeze()
 
 
 @dataclass(frozen=True)
@@ -167,7 +193,7 @@ def prepare_audio_job(session: Session, results: dict, version: int, token: tupl
 
     def job(cancel: threading.Event) -> PreparedAudio:
         from deepaq_core.audio import AudioBuffer
-        from deepaq_gui.views.spectrogram import compute_spectrogram, difference_with_limit
+        from deepaq_gui.views.spectrogram import DISPLAY_ROWS, compute_spectrogram, difference_with_limit
         from deepaq_gui.views.waveform import compute_envelope
 
         tracks = session.playback_tracks(results)
@@ -179,8 +205,8 @@ def prepare_audio_job(session: Session, results: dict, version: int, token: tupl
         deg_env = compute_envelope(AudioBuffer(deg_mono[None, :], sr)) if deg_mono is not None else None
         ref_spec = deg_spec = diff = None
         if spectrograms and deg_mono is not None and not cancel.is_set():
-            ref_spec = compute_spectrogram(ref_mono, sr)
-            deg_spec = compute_spectrogram(deg_mono, sr)
+            ref_spec = compute_spectrogram(ref_mono, sr, max_rows=DISPLAY_ROWS, workers=worker_threads())
+            deg_spec = compute_spectrogram(deg_mono, sr, max_rows=DISPLAY_ROWS, workers=worker_threads())
             diff = difference_with_limit(ref_spec, deg_spec)
         return PreparedAudio(token, tuple(tracks), sr, v, ref_env, deg_env, ref_spec, deg_spec, diff)
 

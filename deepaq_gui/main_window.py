@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,10 +12,11 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from deepaq_core.errors import DeePAQError
 from deepaq_core.scoring import Partial, ScoreSettings
-from deepaq_gui.jobs import (LoadedFiles, ModelHolder, ModelReady, PreparedAudio, load_files_job, preload_modules,
-                             prepare_audio_job, score_job)
+from deepaq_gui.jobs import (LoadedFiles, ModelHolder, ModelReady, PreparedAudio, freeze_startup_objects,
+                             load_files_job, preload_modules, prepare_audio_job, score_job, worker_threads)
 from deepaq_gui.playback import PlaybackEngine
 from deepaq_gui.session import Session
+from deepaq_gui.views.base import show_whole_time
 from deepaq_gui.views.heatmap import LayerHeatmapView
 from deepaq_gui.views.live_score import LiveScoreLabel
 from deepaq_gui.views.matrix import TimeMatrixView
@@ -27,7 +29,8 @@ from deepaq_gui.workers import Worker
 
 log = logging.getLogger(__name__)
 
-STAGE_INTERVAL_MS = 0  # between staged view updates (see MainWindow._stage)
+STAGE_INTERVAL_MS = 15  # between staged view updates (see MainWindow._stage)
+UI_SWITCH_INTERVAL_S = 0.001  # sys.setswitchinterval while the window exists (see MainWindow.__init__)
 
 AUDIO_FILTER = "Audio files (*.wav *.flac *.ogg *.oga *.mp3 *.m4a *.aac *.opus *.aif *.aiff);;All files (*)"
 SEEK_STEP_S = 5.0
@@ -44,6 +47,11 @@ class MainWindow(QtWidgets.QMainWindow):
     def __init__(self, *, device: str = "auto", audio_backend: str = "auto", model: str | None = None) -> None:
         super().__init__()
         preload_modules()
+        # The UI thread needs the GIL for every Python slot (even a 10 ms timer's). While a worker
+        # runs Python code, a thread asking for the GIL waits up to the switch interval (5 ms by
+        # default) for it, on every event; 1 ms keeps the window's slots prompt
+        # (docs/PERFORMANCE.md).
+        sys.setswitchinterval(min(sys.getswitchinterval(), UI_SWITCH_INTERVAL_S))
         self.setWindowTitle("DeePAQ")
         self.resize(1400, 900)
         self.setAcceptDrops(True)
@@ -51,6 +59,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self.holder = ModelHolder(device)
         self.engine = PlaybackEngine(backend=audio_backend)
         self.workers: set[Worker] = set()
+        # The window's jobs run one core short of the machine, so the UI thread keeps a core:
+        # on 2 cores, reading, preparing and scoring then take turns instead of starving it.
+        self.pool = QtCore.QThreadPool(self)
+        self.pool.setMaxThreadCount(worker_threads())
         self.score_worker: Worker | None = None
         self._progress_worker: Worker | None = None  # the job the progress bar and Cancel button follow
         self.current = 0  # 0 = reference, i = version i (1-based)
@@ -92,6 +104,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.autosaver = Autosaver(lambda: (self.session, self._session_extra()), interval_s=10, parent=self)
         self.autosaver.failed.connect(lambda m: self.message(m, "warning"))
         self.autosaver.start()
+        freeze_startup_objects()
 
     # -- construction ---------------------------------------------------------------------
     def _build(self) -> None:
@@ -289,6 +302,9 @@ class MainWindow(QtWidgets.QMainWindow):
         if as_reference or (as_reference is None and self.session.reference is None):
             self.session.set_reference(tracks.pop(0))
             self._cancel_stale()
+            # The time axis takes the file's length now, while the views are still empty and
+            # cheap to repaint, not when waveforms and curves arrive (every linked view repaints).
+            show_whole_time(self.curve.plot_item(), self.session.reference.info.duration_s)
         for t in tracks:
             try:
                 self.session.add_version(t)
@@ -430,7 +446,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.cancel_button.show()
         w.signals.done.connect(lambda: self._worker_done(w))
         self.workers.add(w)
-        return w.start()
+        return w.start(self.pool)
 
     def _progress(self, fraction: float, text: str) -> None:
         self.progress.setValue(int(fraction * 1000))
@@ -882,5 +898,5 @@ class MainWindow(QtWidgets.QMainWindow):
             w.cancel()
         self.engine.close()
         QtWidgets.QApplication.instance().removeEventFilter(self)
-        QtCore.QThreadPool.globalInstance().waitForDone(5000)
+        self.pool.waitForDone(5000)
         super().closeEvent(e)

@@ -76,6 +76,24 @@ class TimeViewBox(pg.ViewBox):
         super().__init__(*args, **kwargs)
         self._shift_drag = False
 
+    def linkedViewChanged(self, view, axis) -> None:  # noqa: N802  (pyqtgraph override)
+        """x-linked views show the same time span, whatever their widths.
+
+        pyqtgraph lines linked views up in screen coordinates, so a view with a colour bar (a
+        narrower plot area) showed a different span than the one it follows, and every change
+        of one view's range or width re-ranged all the others, and back.
+        """
+        if axis != pg.ViewBox.XAxis or self.linksBlocked or view is None:
+            super().linkedViewChanged(view, axis)
+            return
+        left, right = view.viewRange()[0]
+        view.blockLink(True)
+        try:
+            self.enableAutoRange(pg.ViewBox.XAxis, False)
+            self.setXRange(left, right, padding=0)
+        finally:
+            view.blockLink(False)
+
     def mouseClickEvent(self, ev) -> None:  # noqa: N802  (Qt/pyqtgraph override)
         if ev.button() == QtCore.Qt.MouseButton.LeftButton:
             ev.accept()
@@ -100,6 +118,24 @@ class TimeViewBox(pg.ViewBox):
         super().mouseDragEvent(ev, axis)
 
 
+def show_whole_time(plot: pg.PlotItem, t_end: float) -> None:
+    """Show ``[0, t_end]`` on ``plot`` (and every view x-linked to it), unless it already does.
+
+    Each range change repaints every linked view (tens of milliseconds on the UI thread for a
+    long file), and a file's views end at slightly different times (the quality curve at its
+    last window, the waveform at the last sample), so a range already within 2 % of the span of
+    ``[0, t_end]`` at both ends is kept.
+    """
+    lo, hi = plot.getViewBox().viewRange()[0]
+    if abs(lo) <= 0.02 * t_end and abs(hi - t_end) <= 0.02 * t_end:
+        return
+    plot.setXRange(0.0, t_end, padding=0)
+
+
+#: Width of every time plot's left axis, pixels (see :func:`make_time_plot`).
+LEFT_AXIS_WIDTH = 54
+
+
 def make_time_plot(**kwargs) -> pg.PlotItem:
     """A :class:`pyqtgraph.PlotItem` on a :class:`TimeViewBox`, x labelled in seconds.
 
@@ -114,6 +150,11 @@ def make_time_plot(**kwargs) -> pg.PlotItem:
     """
     plot = pg.PlotItem(viewBox=TimeViewBox(), **kwargs)
     plot.setLabel("bottom", TIME_LABEL)
+    # A fixed width: an axis sized by its tick labels changes width when data arrives, which
+    # moves the plot area, and x-linked views follow in screen coordinates, so every view
+    # re-ranged and repainted (tens of milliseconds on the UI thread). It also lines up the
+    # time axes of all views.
+    plot.getAxis("left").setWidth(LEFT_AXIS_WIDTH)
     return plot
 
 

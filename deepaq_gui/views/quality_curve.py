@@ -11,7 +11,7 @@ import pyqtgraph as pg
 
 from deepaq_core.results import SCORE_SCALE, QualityResult
 
-from .base import TimeView, make_time_plot, version_color
+from .base import TimeView, make_time_plot, show_whole_time, version_color
 
 WORST_COUNT = 3
 WORST_ALPHA = 60
@@ -123,7 +123,7 @@ class QualityCurveView(TimeView):
             scale = next(iter(self._results.values())).score_scale
             self._plot.getAxis("left").setToolTip(scale)
         if was_empty and t_end > 0:
-            self._plot.setXRange(0.0, t_end, padding=0)
+            show_whole_time(self._plot, t_end)
         self.set_selected(self._selected if self._selected in self._results else min(self._results, default=None))
 
     def set_selected(self, index: int | None) -> None:

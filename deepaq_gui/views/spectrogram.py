@@ -19,7 +19,7 @@ import pyqtgraph as pg
 
 from deepaq_core.audio.buffer import AudioBuffer
 
-from .base import TimeView, make_time_plot
+from .base import TimeView, make_time_plot, show_whole_time
 
 Spectrogram = tuple[np.ndarray, np.ndarray, np.ndarray]
 """``(times_s [T], freqs_hz [F], db [F, T])`` as returned by :func:`compute_spectrogram`."""
@@ -34,8 +34,14 @@ DIFF_CMAP = "CET-D1"  # diverging blue-white-red, symmetric around 0 dB
 _BATCH_SAMPLES = 1 << 22
 
 
+#: Frequency rows drawn (bins merged above this). A spectrogram plot is a few hundred pixels tall;
+#: drawing all 1025 bins of a 2048-point FFT cost the UI thread 30 ms per first paint of the
+#: three images on a 5-minute file (docs/PERFORMANCE.md).
+DISPLAY_ROWS = 256
+
+
 def compute_spectrogram(samples_1d: np.ndarray, sr: int, max_columns: int = 2000, n_fft: int | None = None,
-                        grid_samples: int | None = None) -> Spectrogram:
+                        grid_samples: int | None = None, max_rows: int | None = None, workers: int = -1) -> Spectrogram:
     """Log-magnitude spectrogram with at most ``max_columns`` time columns (pure, thread-safe).
 
     Frames are Hann-windowed and centred on their time (the signal is zero-padded by half a frame
@@ -58,13 +64,18 @@ def compute_spectrogram(samples_1d: np.ndarray, sr: int, max_columns: int = 2000
     grid_samples : int, optional
         Length used to choose the column grid (default ``N``). Pass the longer of two signals'
         lengths for both so their spectrograms share one time grid and can be subtracted.
+    max_rows : int, optional
+        Upper bound on the number of frequency rows ``F``: neighbouring bins are merged (mean
+        power, equal-width bands). Default: every bin.
+    workers : int
+        Threads for the FFTs (``scipy.fft``'s ``workers``; -1: every core).
 
     Returns
     -------
     times_s : ndarray of float64, shape [T]
         Column centres, seconds.
     freqs_hz : ndarray of float64, shape [F]
-        Bin centres, ``F = n_fft // 2 + 1``.
+        Bin (or band) centres; ``F = n_fft // 2 + 1`` unless ``max_rows`` merges bins.
     db : ndarray of float32, shape [F, T]
         Power in dB relative to a full-scale sine (a sine of amplitude 1 peaks near 0 dB),
         floored at -120 dB.
@@ -108,15 +119,21 @@ def compute_spectrogram(samples_1d: np.ndarray, sr: int, max_columns: int = 2000
         if b > a:
             seg[a - s0 : b - s0] = x[a:b]
         frames = sliding_window_view(seg, n_fft)[::hop]
-        spec = scipy.fft.rfft(frames * window, axis=1, workers=-1)
+        spec = scipy.fft.rfft(frames * window, axis=1, workers=workers)
         p = spec.real.astype(np.float64) ** 2 + spec.imag.astype(np.float64) ** 2
         starts = np.arange(0, f1 - f0, group)
         counts = np.minimum(group, (f1 - f0) - starts)
         power[f0 // group : f0 // group + starts.size] = np.add.reduceat(p, starts, axis=0) / counts[:, None]
 
+    freqs = np.arange(n_bins) * sr / n_fft
+    if max_rows is not None and n_bins > max_rows:
+        band = math.ceil(n_bins / max(1, max_rows))
+        starts = np.arange(0, n_bins, band)
+        counts = np.minimum(band, n_bins - starts)
+        power = np.add.reduceat(power, starts, axis=1) / counts
+        freqs = np.add.reduceat(freqs, starts) / counts
     db = (10.0 * np.log10(np.maximum(power.T * scale, 10 ** (FLOOR_DB / 10)))).astype(np.float32)
     times = (np.arange(n_cols) * group + (group - 1) / 2) * hop / sr
-    freqs = np.arange(n_bins) * sr / n_fft
     return times.astype(np.float64), freqs.astype(np.float64), db
 
 
@@ -213,22 +230,27 @@ class SpectrogramView(TimeView):
         for row, title in enumerate(titles):
             plot = make_time_plot()
             self._graphics.addItem(plot, row=row, col=0)
-            plot.setLabel("left", title, units="Hz")
+            # Ticks in kHz under a one-word label (the unit is in the tooltip): each of the three
+            # rows is only a few tens of pixels tall, and "V − R (kHz)" ran into the next row's.
+            axis = plot.getAxis("left")
+            axis.enableAutoSIPrefix(False)
+            axis.setScale(1e-3)
+            axis.setToolTip("Frequency (kHz)")
+            plot.setLabel("left", title)
             plot.setMouseEnabled(x=True, y=False)
             if row < 2:
-                plot.getAxis("bottom").setStyle(showValues=False)
-                plot.setLabel("bottom", "")
+                plot.hideAxis("bottom")  # the bottom row's axis serves all three (see WaveformView)
             image = pg.ImageItem(axisOrder="row-major")
             plot.addItem(image)
             self._images.append(image)
             self._add_time_plot(plot)
 
         self._level_bar = pg.ColorBarItem(values=(FLOOR_DB, 0.0), colorMap=pg.colormap.get(LEVEL_CMAP),
-                                          label="Level (dB re full-scale sine)", interactive=False)
+                                          label="Level (dB FS)", interactive=False)
         self._level_bar.setImageItem(self._images[:2])
         self._graphics.addItem(self._level_bar, row=0, col=1, rowspan=2)
         self._diff_bar = pg.ColorBarItem(values=(-20.0, 20.0), colorMap=pg.colormap.get(DIFF_CMAP),
-                                         label="Difference (dB)", interactive=False)
+                                         label="V − R (dB)", interactive=False)
         self._diff_bar.setImageItem(self._images[2])
         self._graphics.addItem(self._diff_bar, row=2, col=1)
         self._t_end: float | None = None
@@ -248,7 +270,8 @@ class SpectrogramView(TimeView):
         """
         buffers = [b for b in (reference, degraded) if b is not None]
         grid = max((b.num_samples for b in buffers), default=0)
-        specs = [None if b is None else compute_spectrogram(_downmix(b), b.sample_rate, max_columns, grid_samples=grid)
+        specs = [None if b is None else compute_spectrogram(_downmix(b), b.sample_rate, max_columns, grid_samples=grid,
+                                                            max_rows=DISPLAY_ROWS)
                  for b in (reference, degraded)]
         self.set_spectrograms(specs[0], specs[1], degraded_lag_s=degraded_lag_s)
 
@@ -305,7 +328,7 @@ class SpectrogramView(TimeView):
             f_top = max(float(s[1][-1]) for s in shown)
             # Whole file when its length changes; same-length versions keep the user's zoom.
             if self._t_end != old_end:
-                self._time_plots[0].setXRange(0.0, self._t_end, padding=0)
+                show_whole_time(self._time_plots[0], self._t_end)
             for plot in self._time_plots:
                 plot.setYRange(0.0, f_top, padding=0)
 

@@ -23,7 +23,7 @@ import pyqtgraph as pg
 
 from deepaq_core.audio.buffer import AudioBuffer
 
-from .base import REFERENCE_COLOR, TimeView, make_time_plot, version_color
+from .base import REFERENCE_COLOR, TimeView, make_time_plot, show_whole_time, version_color
 
 BASE_BLOCK = 256  # samples per block of the finest level (5.3 ms at 48 kHz)
 LEVEL_FACTOR = 4  # each level merges this many blocks of the one below
@@ -197,6 +197,7 @@ class WaveformView(TimeView):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self._graphics)
 
+        self._graphics.ci.layout.setVerticalSpacing(6)
         self._envelopes: list[WaveformEnvelope | None] = [None, None]
         self._offsets_s = [0.0, 0.0]
         self._curves: list[pg.PlotDataItem] = []
@@ -205,10 +206,13 @@ class WaveformView(TimeView):
             self._graphics.addItem(plot, row=row, col=0)
             plot.setMouseEnabled(x=True, y=False)  # wheel and drag act on time only
             plot.setYRange(-1, 1, padding=0.02)
-            plot.showGrid(x=True, y=False, alpha=0.2)
+            # Labels at -1, 0 and 1 only: two short plots stacked, finer labels ran together.
+            plot.getAxis("left").setTickSpacing(1.0, 0.5)
+            plot.getAxis("left").setStyle(maxTickLevel=0)
             if row == 0:
-                plot.getAxis("bottom").setStyle(showValues=False)
-                plot.setLabel("bottom", "")
+                # The lower plot's axis serves both; an axis (and a grid) is redrawn at every
+                # zoom and pan, which the UI thread pays for (docs/PERFORMANCE.md).
+                plot.hideAxis("bottom")
             curve = pg.PlotDataItem(pen=pg.mkPen(colour, width=1))
             curve.setDownsampling(auto=True, method="peak")
             curve.setClipToView(True)
@@ -265,7 +269,7 @@ class WaveformView(TimeView):
         # Show the whole file when its length changes; switching between versions of the same
         # length keeps the user's zoom.
         if ends and max(ends) != old_end:
-            self._time_plots[0].setXRange(0.0, max(ends), padding=0)
+            show_whole_time(self._time_plots[0], max(ends))
         for row in range(2):
             self._refresh(row)
 

@@ -205,12 +205,16 @@ def test_nmr_prefers_clean_audio(scorer, tmp_path):
     assert bad.distance > good.distance
 
 
-def test_cumulative_rows_matches_numpy_cumsum_across_block_edges():
-    from deepaq_core.embedding import cumulative_rows
+def test_window_sums_match_numpy_cumsum():
+    from deepaq_core.embedding import window_sums
 
     frames = np.random.default_rng(3).standard_normal((2500, 7)).astype(np.float32)
-    expected = np.concatenate([np.zeros((1, 7)), np.cumsum(frames, axis=0, dtype=np.float64)])
-    for chunk in (1, 1000, 1024, 5000):
-        got = cumulative_rows(frames, chunk=chunk)
-        assert got.shape == (2501, 7) and got.dtype == np.float64
-        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-9)
+    csum = np.concatenate([np.zeros((1, 7)), np.cumsum(frames, axis=0, dtype=np.float64)])
+    cases = [(np.array([0]), np.array([2500])),  # the whole sequence
+             (np.round(np.arange(60) * 37.5).astype(np.int64) + 3, None),  # fractional hop, offset start
+             (np.array([5, 5, 100, 2400]), np.array([5, 80, 101, 2500]))]  # empty, repeated, single-row
+    for starts, ends in cases:
+        ends = np.minimum(starts + 150, 2500) if ends is None else ends
+        got = window_sums(frames, starts, ends)
+        assert got.shape == (starts.size, 7) and got.dtype == np.float64
+        np.testing.assert_allclose(got, csum[ends] - csum[starts], rtol=1e-12, atol=1e-9)

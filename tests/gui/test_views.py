@@ -164,6 +164,22 @@ def test_compute_spectrogram_sine_peak_time_axis_and_column_limit():
     assert np.all(np.diff(times) > 0)
 
 
+def test_compute_spectrogram_merges_bins_into_max_rows():
+    t = np.arange(SR * 2) / SR
+    x = np.sin(2 * np.pi * 1000 * t).astype(np.float32)
+    full_t, full_f, full_db = compute_spectrogram(x, SR, max_columns=200)
+    times, freqs, db = compute_spectrogram(x, SR, max_columns=200, max_rows=100)
+    assert db.shape == (freqs.size, times.size) and freqs.size <= 100 and np.array_equal(times, full_t)
+    band = freqs[1] - freqs[0]
+    assert abs(freqs[np.argmax(db[:, times.size // 2])] - 1000) <= band
+    # Mean power over each band: the band holding the sine has its power divided by the band's bins.
+    bins_per_band = math.ceil(full_f.size / 100)
+    k = int(np.argmax(db[:, times.size // 2]))
+    power = np.mean(10 ** (full_db[k * bins_per_band:(k + 1) * bins_per_band, times.size // 2] / 10))
+    assert db[k, times.size // 2] == pytest.approx(10 * np.log10(power), abs=1e-3)
+    assert compute_spectrogram(x, SR, max_columns=200, max_rows=5000)[2].shape == full_db.shape
+
+
 def test_compute_spectrogram_long_signal_averages_into_max_columns():
     x = np.random.default_rng(0).standard_normal(SR * 120).astype(np.float32) * 0.1
     times, freqs, db = compute_spectrogram(x, SR, max_columns=500)
@@ -288,6 +304,34 @@ def test_spectrogram_view_shared_levels_and_symmetric_difference(qtbot):
     assert np.nanmax(np.abs(view.image_items()[2].image)) < 1e-4
     view.clear()
     assert all(img.image is None for img in view.image_items())
+
+
+def test_time_views_keep_their_geometry_and_show_whole_files_once(qtbot):
+    """Data arriving must not move a plot area (linked views would all re-range and repaint)."""
+    from deepaq_gui.views.base import LEFT_AXIS_WIDTH, show_whole_time
+
+    t = np.arange(SR * 20) / SR
+    ref = AudioBuffer((np.sin(2 * np.pi * 440 * t) * 0.5).astype(np.float32), SR)
+    views = [shown(qtbot, WaveformView()), shown(qtbot, SpectrogramView())]
+    before = [[p.getViewBox().sceneBoundingRect() for p in v.plot_items()] for v in views]
+    views[0].set_audio(ref, ref)
+    views[1].set_audio(ref, ref, max_columns=400)
+    QtWidgets.QApplication.processEvents()
+    after = [[p.getViewBox().sceneBoundingRect() for p in v.plot_items()] for v in views]
+    assert before == after
+    assert all(p.getAxis("left").width() == LEFT_AXIS_WIDTH for v in views for p in v.plot_items())
+
+    plot = views[0].plot_item()
+    changes = []
+    plot.getViewBox().sigXRangeChanged.connect(lambda *_: changes.append(1))
+    assert plot.getViewBox().viewRange()[0] == pytest.approx([0.0, 20.0], abs=0.01)
+    show_whole_time(plot, 19.9)  # within 2 %: already showing the whole file
+    assert changes == []
+    show_whole_time(plot, 30.0)
+    assert changes and plot.getViewBox().viewRange()[0] == pytest.approx([0.0, 30.0])
+    plot.setXRange(5.0, 6.0, padding=0)  # a zoomed view is reset
+    show_whole_time(plot, 30.0)
+    assert plot.getViewBox().viewRange()[0] == pytest.approx([0.0, 30.0])
 
 
 # ----- quality curve -------------------------------------------------------------------------------
