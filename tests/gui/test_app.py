@@ -319,6 +319,7 @@ def test_loads_apply_in_request_order_and_a_new_reference_drops_stale_ones(qtbot
         return real_read(path)
 
     monkeypatch.setattr(Session, "read_track", staticmethod(read_track))
+    window.pool.setMaxThreadCount(4)  # loads really overlap, even on a 2-core machine
     window.open_files([signals["ref"]])
     window.open_files([signals["lp"]], as_reference=False)
     window.open_files([signals["noisy"]], as_reference=False)
