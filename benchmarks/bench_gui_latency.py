@@ -2,11 +2,11 @@
 """Does the desktop app's UI stay responsive while it scores? Prints a table of event-loop stalls.
 
 A 10 ms QTimer runs on the UI thread while the real main window (already shown and painted)
-opens a reference and one degraded version (both generated, ``--minutes`` long, 48 kHz stereo) and scores them in its
-worker. Every gap between two timer ticks beyond 10 ms is the time the event loop could not run.
+opens a reference and ``--versions`` degraded versions (generated, ``--minutes`` long, 48 kHz
+stereo) and scores them in its worker. Every gap between two timer ticks beyond 10 ms is the time the event loop could not run.
 The target is no stall over 50 ms while scoring a 5-minute pair.
 
-    QT_QPA_PLATFORM=offscreen python benchmarks/bench_gui_latency.py [--minutes 5] [--device cpu]
+    QT_QPA_PLATFORM=offscreen python benchmarks/bench_gui_latency.py [--minutes 5] [--versions 1] [--device cpu]
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import soundfile as sf
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 
-def make_pair(folder: Path, minutes: float, sr: int = 48000) -> tuple[str, str]:
+def make_pair(folder: Path, minutes: float, sr: int = 48000, versions: int = 1) -> tuple[str, ...]:
     rng = np.random.default_rng(0)
     n = int(minutes * 60 * sr)
     t = np.arange(n) / sr
@@ -33,12 +33,16 @@ def make_pair(folder: Path, minutes: float, sr: int = 48000) -> tuple[str, str]:
     x = sum(0.1 * np.sin(2 * np.pi * f * t * (1 + 0.001 * np.sin(0.1 * t))) for f in (220, 277, 330, 440))
     x += 0.05 * rng.normal(size=n) * (np.sin(2 * np.pi * 2 * t) > 0.95)
     ref = np.stack([x, np.roll(x, 11)], axis=1).astype(np.float32)
-    deg = np.concatenate([np.zeros((1500, 2), np.float32), ref[:-1500]]) * 0.7
-    deg += rng.normal(0, 0.01, deg.shape).astype(np.float32)
-    r, d = folder / "ref.flac", folder / "deg.flac"
+    r = folder / "ref.flac"
     sf.write(r, ref, sr)
-    sf.write(d, deg, sr)
-    return str(r), str(d)
+    paths = [str(r)]
+    for k in range(versions):  # delayed, quieter and noisier, more so for each further version
+        deg = np.concatenate([np.zeros((1500 + 100 * k, 2), np.float32), ref[: -(1500 + 100 * k)]]) * 0.7
+        deg += rng.normal(0, 0.01 * (1 + k), deg.shape).astype(np.float32)
+        d = folder / ("deg.flac" if k == 0 else f"deg{k + 1}.flac")
+        sf.write(d, deg, sr)
+        paths.append(str(d))
+    return tuple(paths)
 
 
 def run_event_loop(ms: int) -> None:
@@ -53,6 +57,7 @@ def run_event_loop(ms: int) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=5.0)
+    ap.add_argument("--versions", type=int, default=1, help="degraded versions scored against the reference")
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
 
@@ -62,7 +67,7 @@ def main() -> None:
 
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
     with tempfile.TemporaryDirectory() as tmp:
-        ref, deg = make_pair(Path(tmp), args.minutes)
+        files = make_pair(Path(tmp), args.minutes, versions=args.versions)
         w = MainWindow(device=args.device, audio_backend="null")
         w.show()
         # Let the window appear and paint itself first: a user opens files in a window that is
@@ -74,17 +79,17 @@ def main() -> None:
         timer.setInterval(10)
         timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
         loop = QtCore.QEventLoop()
-        w.scoringIdle.connect(lambda: loop.quit() if w.session.results else None)
+        w.scoringIdle.connect(lambda: loop.quit() if len(w.session.results) == args.versions else None)
         timer.start()
         t0 = time.perf_counter()
-        w.open_files([ref, deg])
+        w.open_files(list(files))
         # Qt's own event loop, as in the app (a Python loop around processEvents() would spin and
         # hold the GIL between calls, competing with the worker like no real session does).
         QtCore.QTimer.singleShot(1_800_000, loop.quit)
         loop.exec()
         timer.stop()
         total = time.perf_counter() - t0
-        result = w.session.results.get(0)
+        scores = [w.session.results[i].score for i in sorted(w.session.results)]
         w.close()
 
     gaps = np.diff(np.array(ticks)) * 1000.0
@@ -92,8 +97,8 @@ def main() -> None:
     cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")),
                platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
     print(f"machine: {cpu}, {os.cpu_count()} cores, Python {sys.version.split()[0]}, device {args.device}")
-    print(f"pair: {args.minutes:g} min reference + {args.minutes:g} min degraded, 48 kHz stereo; "
-          f"open + read + score + draw took {total:.1f} s; score {result.score:.1f}" if result else "no result")
+    print(f"files: {args.minutes:g} min reference + {args.versions} x {args.minutes:g} min degraded, 48 kHz stereo; "
+          f"open + read + score + draw took {total:.1f} s; scores {', '.join(f'{x:.1f}' for x in scores) or 'none'}")
     print()
     print("| ticks | median gap (ms) | 99th pct gap (ms) | max gap (ms) | stalls > 50 ms | longest stall (ms) |")
     print("|---|---|---|---|---|---|")

@@ -304,14 +304,22 @@ class MainWindow(QtWidgets.QMainWindow):
             self._cancel_stale()
             # The time axis takes the file's length now, while the views are still empty and
             # cheap to repaint, not when waveforms and curves arrive (every linked view repaints).
-            show_whole_time(self.curve.plot_item(), self.session.reference.info.duration_s)
+            duration = self.session.reference.info.duration_s
+            self._stage("time_axis", lambda: show_whole_time(self.curve.plot_item(), duration))
         for t in tracks:
             try:
                 self.session.add_version(t)
             except DeePAQError as exc:
                 self.message(str(exc))
+        self._refresh(staged=True)  # the views clear one per turn, after the time axis
+        # The heavy work starts after those repaints: a worker allocating and copying hundreds
+        # of megabytes slows the UI thread's own work several-fold on small machines
+        # (docs/PERFORMANCE.md), so the two should not overlap.
+        self._stage("start_work", self._start_work)
+
+    def _start_work(self) -> None:
+        """Prepare the audio views and playback, and score what is missing (both in workers)."""
         self._playback_changed()
-        self._refresh()
         self.rescore()
 
     def remove_version(self, index: int) -> None:
@@ -398,8 +406,10 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         if isinstance(item, Partial) and item.index < len(self.session.versions):
             self.session.results[item.index] = item.result
-            self._playback_changed()
             self._refresh(staged=True)
+            # playback follows the measured delay and gain; prepared after the views' repaints
+            # (see _files_loaded)
+            self._stage("prepare_audio", self._playback_changed)
 
     def cancel_scoring(self) -> None:
         """Cancel the work the progress bar shows (the Cancel button).
