@@ -124,6 +124,7 @@ class Session:
         sr = self.playback_rate
         n = self.reference.audio.num_samples
         key = ("reference", self.reference.info.sha256, n)
+        used = {key}
         out = [self._aligned.get(key)]
         if out[0] is None:
             out[0] = self._aligned[key] = _stereo(self.reference.audio.samples)
@@ -132,10 +133,15 @@ class Session:
             lag = int(round(r.alignment.lag_ms * sr / 1000.0)) if r else 0
             gain_db = r.gain_db if r else 0.0
             key = (v.info.sha256, v.audio.sample_rate, lag, round(gain_db, 6), sr, n)
+            used.add(key)
             y = self._aligned.get(key)
             if y is None:
                 y = self._aligned[key] = _aligned(v.audio, sr, n, lag, gain_db)
             out.append(y)
+        # Only what is playable now stays cached: each copy is [N, 2] float32 (115 MB for five
+        # minutes at 48 kHz), and a version's unaligned copy is useless once it has a result.
+        for stale in [k for k in self._aligned if k not in used]:
+            self._aligned.pop(stale, None)
         return out
 
 

@@ -24,6 +24,8 @@ def _session(signals, *names):
 
 def test_playback_tracks_follow_scoring_alignment_and_gain(signals):
     s = _session(signals, "delayed", "lp")
+    before = s.playback_tracks()  # no results yet: the versions play unaligned
+    assert len(s._aligned) == 3
     holder = ModelHolder("cpu")
     partials = []
     run_sync(score_job(holder, s.reference, [(0, s.versions[0]), (1, s.versions[1])], None, s.settings),
@@ -39,6 +41,9 @@ def test_playback_tracks_follow_scoring_alignment_and_gain(signals):
     # the delayed, 6 dB quieter copy plays in sync with the reference and at its level
     n = ref.shape[0] - 2200
     np.testing.assert_allclose(delayed[:n], ref[:n], atol=2e-3)
+    # only what plays now stays cached: the unaligned copy of the delayed version is gone
+    assert len(s._aligned) == 3 and not any(t is before[1] for t in s._aligned.values())
+    assert s.playback_tracks()[0] is tracks[0]  # unchanged tracks are reused, not copied again
 
 
 def test_results_are_cached_by_hash_model_and_settings(signals):
