@@ -8,6 +8,7 @@ opened file (hashes, caching, export). A missing encoder just leaves its rung ou
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 CODEC_VERSIONS = [
@@ -61,9 +62,11 @@ def demo_job():
                 if audio is None:
                     audio = load_audio(ref, channels="all")
                 y, _ = degrade(audio.samples, audio.sample_rate, kind, **params)
-                tmp = path.with_suffix(".tmp.flac")
+                # a name of its own (two demo jobs may run at once), then an atomic rename:
+                # a half-written file is never picked up
+                tmp = path.with_name(f".{path.stem}.{os.getpid()}.{threading.get_ident()}.tmp.flac")
                 sf.write(tmp, y.T, audio.sample_rate, subtype="PCM_16")
-                tmp.replace(path)  # atomic: a half-written file is never picked up
+                tmp.replace(path)
             versions.append(str(path))
         return str(ref), versions
 

@@ -16,7 +16,6 @@ from deepaq_gui.jobs import (LoadedFiles, ModelHolder, ModelReady, PreparedAudio
                              load_files_job, preload_modules, prepare_audio_job, score_job, worker_threads)
 from deepaq_gui.playback import PlaybackEngine
 from deepaq_gui.session import Session
-from deepaq_gui.views.base import show_whole_time
 from deepaq_gui.views.heatmap import LayerHeatmapView
 from deepaq_gui.views.live_score import LiveScoreLabel
 from deepaq_gui.views.matrix import TimeMatrixView
@@ -59,10 +58,14 @@ class MainWindow(QtWidgets.QMainWindow):
         self.holder = ModelHolder(device)
         self.engine = PlaybackEngine(backend=audio_backend)
         self.workers: set[Worker] = set()
-        # The window's jobs run one core short of the machine, so the UI thread keeps a core:
-        # on 2 cores, reading, preparing and scoring then take turns instead of starving it.
+        # Scoring (long) runs in its own one-thread pool, and everything else (reading files,
+        # preparing audio views: seconds) in a pool one core short of the machine, so opening a
+        # file or switching the shown version never waits for scoring to finish. Torch and the
+        # FFTs also leave the UI thread a core (jobs.worker_threads).
         self.pool = QtCore.QThreadPool(self)
         self.pool.setMaxThreadCount(worker_threads())
+        self.score_pool = QtCore.QThreadPool(self)
+        self.score_pool.setMaxThreadCount(1)
         self.score_worker: Worker | None = None
         self._progress_worker: Worker | None = None  # the job the progress bar and Cancel button follow
         self.current = 0  # 0 = reference, i = version i (1-based)
@@ -86,6 +89,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._epoch = 0
         self._load_seq = self._load_applied = 0
         self._load_workers: dict[int, Worker] = {}
+        self._load_paths: dict[int, list[str]] = {}
         self._loads_ready: dict[int, object] = {}
         self._build()
         self._build_menus()
@@ -95,6 +99,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.timer.timeout.connect(self._tick)
         self.timer.start()
         self._playback_warned = False
+        self._audio_token: tuple | None = None  # the audio views' newest request (_playback_changed)
         if not self.engine.available:
             QtCore.QTimer.singleShot(0, self._warn_playback_off)
         from deepaq_gui.session_file import Autosaver
@@ -251,32 +256,40 @@ class MainWindow(QtWidgets.QMainWindow):
     def open_files(self, paths: list[str], as_reference: bool | None = None, *, replace: bool = False) -> None:
         """Read files in a worker. ``as_reference`` None: the first is the reference if none is open.
 
-        Loads are applied in the order they were asked for, whichever finishes first. Asking for
-        a new reference (``as_reference=True``, ``replace``: a new session of these files, the
-        demo, a session file) makes every earlier load still in flight stale: it is cancelled and
-        its files are not added to the new session.
+        Loads are applied in the order they were asked for, whichever finishes first (so the
+        reference asked for last wins). Asking for a new session (``replace``: these files only,
+        the demo, a session file) makes every earlier load still in flight stale: it is
+        cancelled and its files are not added to the new session (the user is told).
         """
         paths = [os.fspath(p) for p in paths]
         if not paths:
             return
-        if as_reference or replace:
+        if replace:
             self._new_epoch()
         seq, epoch = self._load_seq, self._epoch
         self._load_seq += 1
+        self._load_paths[seq] = paths
         self._load_workers[seq] = self._start(
             load_files_job(paths), tag=epoch,
             finished=lambda out: self._load_finished(seq, (out, as_reference, replace, epoch)),
             ended=lambda: self._load_finished(seq, None))
 
     def _new_epoch(self) -> None:
-        """The session is about to get a new reference: loads asked for before it are stale."""
+        """A new session is on its way: loads asked for before it, and scoring, are stale."""
         self._epoch += 1
+        dropped = [os.path.basename(p) for seq in self._load_workers for p in self._load_paths.get(seq, ())]
+        dropped += [t.name for item in self._loads_ready.values() if item is not None for t in item[0].tracks]
         for w in self._load_workers.values():
             w.cancel()
+        if dropped:
+            self.message(f"Not added to the new session: {', '.join(dropped)} (opened before it).", "info")
+        self._cancel_stale()
 
     def _load_finished(self, seq: int, item) -> None:
         self._load_workers.pop(seq, None)
-        if item is not None or seq not in self._loads_ready:  # ``ended`` after ``finished`` keeps the result
+        self._load_paths.pop(seq, None)
+        if seq >= self._load_applied and (item is not None or seq not in self._loads_ready):
+            # ``ended`` comes after ``finished``: it must not overwrite (or re-add) the result
             self._loads_ready[seq] = item
         while self._load_applied in self._loads_ready:
             ready = self._loads_ready.pop(self._load_applied)
@@ -285,8 +298,7 @@ class MainWindow(QtWidgets.QMainWindow):
                 continue  # failed or cancelled: its messages were shown already
             out, as_reference, replace, epoch = ready
             if epoch != self._epoch:
-                log.info("dropped a stale load of %d file(s)", len(out.tracks))
-                continue
+                continue  # asked for before a new session (the user was told when it was asked for)
             self._files_loaded(out, as_reference, replace)
 
     def _files_loaded(self, out: LoadedFiles, as_reference: bool | None, replace: bool = False) -> None:
@@ -302,10 +314,14 @@ class MainWindow(QtWidgets.QMainWindow):
         if as_reference or (as_reference is None and self.session.reference is None):
             self.session.set_reference(tracks.pop(0))
             self._cancel_stale()
+            # the previous file's audio views must not arrive after this
+            self._audio_token = None
+            for key in ("waveform", "spectrogram"):
+                self._stages.pop(key, None)
             # The time axis takes the file's length now, while the views are still empty and
             # cheap to repaint, not when waveforms and curves arrive (every linked view repaints).
             duration = self.session.reference.info.duration_s
-            self._stage("time_axis", lambda: show_whole_time(self.curve.plot_item(), duration))
+            self._stage("time_axis", lambda: self.curve.plot_item().setXRange(0.0, duration, padding=0))
         for t in tracks:
             try:
                 self.session.add_version(t)
@@ -320,7 +336,9 @@ class MainWindow(QtWidgets.QMainWindow):
     def _start_work(self) -> None:
         """Prepare the audio views and playback, and score what is missing (both in workers)."""
         self._playback_changed()
-        self.rescore()
+        w = self.score_worker
+        if w is None or w.is_done or w.tag != self.session.generation:  # not already on it
+            self.rescore()
 
     def remove_version(self, index: int) -> None:
         self.close_blind()
@@ -396,7 +414,7 @@ class MainWindow(QtWidgets.QMainWindow):
         gen = s.generation
         self.score_worker = self._start(
             score_job(self.holder, s.reference, versions, s.model_name, s.settings),
-            partial=lambda item: self._scored(item, gen), tag=gen, show_progress=True)
+            partial=lambda item: self._scored(item, gen), tag=gen, show_progress=True, pool=self.score_pool)
 
     def _scored(self, item, generation: int) -> None:
         if generation != self.session.generation:
@@ -418,6 +436,8 @@ class MainWindow(QtWidgets.QMainWindow):
         """
         w = self._progress_worker
         if w is None or w.is_done:
+            w = self.score_worker
+        if w is None or w.is_done:
             return
         w.cancel()
         if w is self.score_worker:
@@ -437,7 +457,8 @@ class MainWindow(QtWidgets.QMainWindow):
         if self.score_worker is not None and not self.score_worker.is_done:
             self.score_worker.cancel()
 
-    def _start(self, job, *, finished=None, partial=None, ended=None, tag=None, show_progress: bool = False) -> Worker:
+    def _start(self, job, *, finished=None, partial=None, ended=None, tag=None, show_progress: bool = False,
+               pool: QtCore.QThreadPool | None = None) -> Worker:
         """Run ``job`` in a worker. ``finished(result)`` on success; ``ended()`` whatever the outcome,
         after ``finished`` and before the window checks whether it is idle."""
         w = Worker(job, tag)
@@ -456,7 +477,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.cancel_button.show()
         w.signals.done.connect(lambda: self._worker_done(w))
         self.workers.add(w)
-        return w.start(self.pool)
+        return w.start(pool or self.pool)
 
     def _progress(self, fraction: float, text: str) -> None:
         self.progress.setValue(int(fraction * 1000))
@@ -470,8 +491,11 @@ class MainWindow(QtWidgets.QMainWindow):
     def _worker_done(self, w: Worker) -> None:
         self.workers.discard(w)
         if w is self._progress_worker:
-            self.progress.hide()
-            self.cancel_button.hide()
+            if w is not self.score_worker and self.score_worker is not None and not self.score_worker.is_done:
+                self._progress_worker = self.score_worker  # scoring goes on: the bar follows it again
+            else:
+                self.progress.hide()
+                self.cancel_button.hide()
         if w is self.score_worker:
             if self.session.missing_results() and not w.cancel_event.is_set():
                 # it ended (error or not) without scoring everything: don't retry in a loop
@@ -687,7 +711,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._start(prepare_audio_job(s, dict(s.results), self.shown_version, token), finished=self._audio_ready)
 
     def _audio_ready(self, prepared: PreparedAudio) -> None:
-        if prepared.token != getattr(self, "_audio_token", None):
+        if prepared.token != self._audio_token:
             return  # superseded by a newer request
         self.engine.set_tracks(list(prepared.tracks), prepared.rate)
         if not self.engine.available:
@@ -697,12 +721,16 @@ class MainWindow(QtWidgets.QMainWindow):
         else:
             self.engine.select(min(self.current, len(prepared.tracks) - 1))
         def waveforms() -> None:
+            if prepared.token != self._audio_token:
+                return  # a newer file or version was asked for meanwhile
             if prepared.version >= 0:
                 self.waveform.set_version_index(prepared.version)
             label = f"V{prepared.version + 1}" if prepared.version >= 0 else "V"
             self.waveform.set_envelopes(prepared.ref_envelope, prepared.deg_envelope, labels=("R", label))
 
         def spectrograms() -> None:
+            if prepared.token != self._audio_token:
+                return
             if prepared.deg_spectrogram is not None:
                 self.spectrogram.set_spectrograms(prepared.ref_spectrogram, prepared.deg_spectrogram,
                                                   difference=prepared.difference)
@@ -725,7 +753,9 @@ class MainWindow(QtWidgets.QMainWindow):
         if index != self.current:
             self.previous = self.current
         self.current = index
-        self.engine.select(index)
+        if index < self.engine.track_count:
+            self.engine.select(index)
+        # else: a version just added, still being prepared; _audio_ready selects it on arrival
         if index > 0 and index - 1 != self.shown_version:
             self.shown_version = index - 1
             self._playback_changed()
@@ -909,4 +939,5 @@ class MainWindow(QtWidgets.QMainWindow):
         self.engine.close()
         QtWidgets.QApplication.instance().removeEventFilter(self)
         self.pool.waitForDone(5000)
+        self.score_pool.waitForDone(5000)
         super().closeEvent(e)

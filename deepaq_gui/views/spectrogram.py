@@ -65,8 +65,8 @@ def compute_spectrogram(samples_1d: np.ndarray, sr: int, max_columns: int = 2000
         Length used to choose the column grid (default ``N``). Pass the longer of two signals'
         lengths for both so their spectrograms share one time grid and can be subtracted.
     max_rows : int, optional
-        Upper bound on the number of frequency rows ``F``: neighbouring bins are merged (mean
-        power, equal-width bands). Default: every bin.
+        Upper bound on the number of frequency rows ``F``: neighbouring bins are merged into
+        ``max_rows`` bands (mean power; band widths differ by one bin at most). Default: every bin.
     workers : int
         Threads for the FFTs (``scipy.fft``'s ``workers``; -1: every core).
 
@@ -127,9 +127,9 @@ def compute_spectrogram(samples_1d: np.ndarray, sr: int, max_columns: int = 2000
 
     freqs = np.arange(n_bins) * sr / n_fft
     if max_rows is not None and n_bins > max_rows:
-        band = math.ceil(n_bins / max(1, max_rows))
-        starts = np.arange(0, n_bins, band)
-        counts = np.minimum(band, n_bins - starts)
+        # exactly max_rows bands, as equal as whole bins allow (widths differ by one bin at most)
+        starts = np.linspace(0, n_bins, max(1, max_rows) + 1).astype(np.int64)[:-1]
+        counts = np.diff(np.append(starts, n_bins))
         power = np.add.reduceat(power, starts, axis=1) / counts
         freqs = np.add.reduceat(freqs, starts) / counts
     db = (10.0 * np.log10(np.maximum(power.T * scale, 10 ** (FLOOR_DB / 10)))).astype(np.float32)

@@ -327,13 +327,22 @@ def test_loads_apply_in_request_order_and_a_new_reference_drops_stale_ones(qtbot
     names = [v.name for v in window.session.versions]
     assert names == [os.path.basename(signals["lp"]), os.path.basename(signals["noisy"])]
 
-    # versions asked for before a new reference are not added to it
-    window.open_files([signals["lp"]], as_reference=False)
+    # a new reference keeps the versions, also those still loading when it was asked for
+    window.open_files([signals["lp8"]], as_reference=False)
     window.open_files([signals["same"]], as_reference=True)
+    qtbot.waitUntil(lambda: window.is_idle() and len(window.session.versions) == 3, timeout=TIMEOUT_MS)
+    assert window.session.reference.name == os.path.basename(signals["same"])
+    assert [v.name for v in window.session.versions] == names + [os.path.basename(signals["lp8"])]
+
+    # a new session (these files only) drops the loads asked for before it, and says so
+    window.open_files([signals["lp"]], as_reference=False)
+    window.open_files([signals["ref"], signals["noisy"]], replace=True)
     qtbot.waitUntil(lambda: window.is_idle() and not window.session.missing_results(), timeout=TIMEOUT_MS)
     qtbot.wait(800)  # the slow, stale load has ended by now
-    assert window.session.reference.name == os.path.basename(signals["same"])
-    assert [v.name for v in window.session.versions] == names
+    assert window.session.reference.name == os.path.basename(signals["ref"])
+    assert [v.name for v in window.session.versions] == [os.path.basename(signals["noisy"])]
+    assert any("Not added to the new session" in m and os.path.basename(signals["lp"]) in m
+               for _lvl, m in window.messages.history)
 
 
 def test_demo_is_made_in_a_worker_and_replaces_the_session(qtbot, window, signals):
@@ -472,3 +481,51 @@ def test_the_window_leaves_the_ui_a_core_and_freezes_start_up_objects(window):
     assert window.pool.maxThreadCount() == worker_threads() == max(1, (os.cpu_count() or 2) - 1)
     assert gc.get_freeze_count() > 10_000  # the imported libraries: never walked by a collection again
     assert sys.getswitchinterval() <= 0.001
+
+
+def test_files_open_and_views_follow_while_scoring_runs(qtbot, window, signals, monkeypatch):
+    """Scoring has a thread of its own: reading files never waits for it to finish."""
+    import threading
+
+    gate = threading.Event()
+    real_scorer = window.holder.scorer
+
+    def held_scorer(name):
+        gate.wait(60)
+        return real_scorer(name)
+
+    monkeypatch.setattr(window.holder, "scorer", held_scorer)
+    try:
+        window.open_files([signals["ref"], signals["lp"]])
+        qtbot.waitUntil(lambda: window.score_worker is not None and window.score_worker.running, timeout=TIMEOUT_MS)
+        window.open_files([signals["noisy"]], as_reference=False)  # while the scorer is held
+        qtbot.waitUntil(lambda: len(window.session.versions) == 2, timeout=TIMEOUT_MS)
+        window.select_track(2)  # the views prepare the new version meanwhile
+        qtbot.waitUntil(lambda: window.waveform._envelopes[1] is not None and window.shown_version == 1,
+                        timeout=TIMEOUT_MS)
+        assert not window.session.results and window.cancel_button.isVisible()
+    finally:
+        gate.set()
+    qtbot.waitUntil(lambda: window.is_idle() and not window.session.missing_results(), timeout=TIMEOUT_MS)
+    assert set(window.session.results) == {0, 1}
+
+
+def test_the_progress_bar_returns_to_scoring_when_another_job_ends(qtbot, window, signals, monkeypatch, tmp_path):
+    import threading
+
+    gate = threading.Event()
+    real_scorer = window.holder.scorer
+    monkeypatch.setattr(window.holder, "scorer", lambda name: (gate.wait(60), real_scorer(name))[1])
+    try:
+        window.open_files([signals["ref"], signals["lp"]])
+        qtbot.waitUntil(lambda: window.score_worker is not None and window.score_worker.running, timeout=TIMEOUT_MS)
+        bad = tmp_path / "not-a-session.deepaq.json"
+        bad.write_text("{ nope")
+        window.load_session_file(str(bad))  # takes the bar, then fails
+        qtbot.waitUntil(lambda: bool(window.errors_seen), timeout=TIMEOUT_MS)
+        qtbot.wait(100)
+        assert window.progress.isVisible() and window.cancel_button.isVisible()  # scoring still shown
+        qtbot.mouseClick(window.cancel_button, QtCore.Qt.LeftButton)  # and Cancel still cancels it
+        assert window.score_worker.cancel_event.is_set()
+    finally:
+        gate.set()

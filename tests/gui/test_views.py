@@ -172,11 +172,13 @@ def test_compute_spectrogram_merges_bins_into_max_rows():
     assert db.shape == (freqs.size, times.size) and freqs.size <= 100 and np.array_equal(times, full_t)
     band = freqs[1] - freqs[0]
     assert abs(freqs[np.argmax(db[:, times.size // 2])] - 1000) <= band
+    assert freqs.size == 100  # exactly max_rows bands, not fewer
     # Mean power over each band: the band holding the sine has its power divided by the band's bins.
-    bins_per_band = math.ceil(full_f.size / 100)
+    edges = np.linspace(0, full_f.size, 101).astype(int)
     k = int(np.argmax(db[:, times.size // 2]))
-    power = np.mean(10 ** (full_db[k * bins_per_band:(k + 1) * bins_per_band, times.size // 2] / 10))
+    power = np.mean(10 ** (full_db[edges[k]:edges[k + 1], times.size // 2] / 10))
     assert db[k, times.size // 2] == pytest.approx(10 * np.log10(power), abs=1e-3)
+    assert np.all(np.diff(freqs) > 0) and abs(np.diff(freqs).std()) < 0.05 * np.diff(freqs).mean()
     assert compute_spectrogram(x, SR, max_columns=200, max_rows=5000)[2].shape == full_db.shape
 
 
