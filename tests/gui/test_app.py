@@ -479,6 +479,7 @@ def test_the_window_leaves_the_ui_a_core_and_freezes_start_up_objects(window):
     from deepaq_gui.jobs import worker_threads
 
     assert window.pool.maxThreadCount() == worker_threads() == max(1, (os.cpu_count() or 2) - 1)
+    assert window.score_pool.maxThreadCount() == 1  # scoring: one job at a time, beside the others
     assert gc.get_freeze_count() > 10_000  # the imported libraries: never walked by a collection again
     assert sys.getswitchinterval() <= 0.001
 
