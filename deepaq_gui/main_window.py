@@ -88,8 +88,7 @@ class MainWindow(QtWidgets.QMainWindow):
         # file loads: applied in request order; a new reference makes older ones stale (open_files)
         self._epoch = 0
         self._load_seq = self._load_applied = 0
-        self._load_workers: dict[int, Worker] = {}
-        self._load_paths: dict[int, list[str]] = {}
+        self._loads_pending: dict[int, tuple[Worker, list[str]]] = {}  # seq -> (worker, paths)
         self._loads_ready: dict[int, object] = {}
         self._build()
         self._build_menus()
@@ -268,26 +267,24 @@ class MainWindow(QtWidgets.QMainWindow):
             self._new_epoch()
         seq, epoch = self._load_seq, self._epoch
         self._load_seq += 1
-        self._load_paths[seq] = paths
-        self._load_workers[seq] = self._start(
-            load_files_job(paths), tag=epoch,
-            finished=lambda out: self._load_finished(seq, (out, as_reference, replace, epoch)),
-            ended=lambda: self._load_finished(seq, None))
+        worker = self._start(load_files_job(paths), tag=epoch,
+                             finished=lambda out: self._load_finished(seq, (out, as_reference, replace, epoch)),
+                             ended=lambda: self._load_finished(seq, None))
+        self._loads_pending[seq] = (worker, paths)  # signals are queued: nothing arrives before this
 
     def _new_epoch(self) -> None:
         """A new session is on its way: loads asked for before it, and scoring, are stale."""
         self._epoch += 1
-        dropped = [os.path.basename(p) for seq in self._load_workers for p in self._load_paths.get(seq, ())]
+        dropped = [os.path.basename(p) for _w, paths in self._loads_pending.values() for p in paths]
         dropped += [t.name for item in self._loads_ready.values() if item is not None for t in item[0].tracks]
-        for w in self._load_workers.values():
+        for w, _paths in self._loads_pending.values():
             w.cancel()
         if dropped:
             self.message(f"Not added to the new session: {', '.join(dropped)} (opened before it).", "info")
         self._cancel_stale()
 
     def _load_finished(self, seq: int, item) -> None:
-        self._load_workers.pop(seq, None)
-        self._load_paths.pop(seq, None)
+        self._loads_pending.pop(seq, None)
         if seq >= self._load_applied and (item is not None or seq not in self._loads_ready):
             # ``ended`` comes after ``finished``: it must not overwrite (or re-add) the result
             self._loads_ready[seq] = item
