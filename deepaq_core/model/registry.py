@@ -28,6 +28,9 @@ from deepaq_core.model.bundle import Bundle, read_card
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "compact"
+# Models shipped in resources/models: the default, and the randomly initialised compact network it
+# replaced (kept so every evaluation can compare against it).
+BUILTIN_MODELS = ("compact", "compact-untrained")
 
 # Built-in MERT entries: hub id. The pinned revision lives in deepaq_core.model.mert.MERT_REVISIONS.
 MERT_MODELS = {
@@ -124,8 +127,8 @@ def resolve(name_or_path: str | os.PathLike | None) -> Bundle:
     for d in user_model_dirs():
         if (d / name / "card.json").is_file():
             return Bundle(read_card(d / name), d / name)
-    if name == DEFAULT_MODEL:
-        folder = builtin_dir() / DEFAULT_MODEL
+    if name in BUILTIN_MODELS:
+        folder = builtin_dir() / name
         return Bundle(read_card(folder), folder)
     if name in MERT_MODELS:
         hub_id = MERT_MODELS[name]
@@ -141,12 +144,13 @@ def resolve(name_or_path: str | os.PathLike | None) -> Bundle:
 def list_models() -> list[ModelEntry]:
     """Every model of the ladder with whether it can run on this machine now."""
     out: list[ModelEntry] = []
-    try:
-        b = Bundle(read_card(builtin_dir() / DEFAULT_MODEL), builtin_dir() / DEFAULT_MODEL)
-        out.append(ModelEntry(b.name, b.card.get("status", "untrained"), True, "built-in",
-                              b.card.get("description", "")))
-    except ModelError as exc:
-        out.append(ModelEntry(DEFAULT_MODEL, "missing", False, "built-in", str(exc)))
+    for builtin in BUILTIN_MODELS:
+        try:
+            b = Bundle(read_card(builtin_dir() / builtin), builtin_dir() / builtin)
+            out.append(ModelEntry(builtin, b.card.get("status", "untrained"), True, "built-in",
+                                  b.card.get("description", "")))
+        except ModelError as exc:
+            out.append(ModelEntry(builtin, "missing", False, "built-in", str(exc)))
     for name, hub_id in MERT_MODELS.items():
         local = local_mert_path(hub_id)
         out.append(ModelEntry(name, "untrained", local is not None,
