@@ -153,9 +153,7 @@ def _scorer(args: argparse.Namespace):
 
 def _status_note(info) -> None:
     if info.status != "trained":
-        print(f"deepaq: note: model '{info.name}' is {info.status} (random weights): its scores track a "
-              "log-mel spectral distance, not a learned perceptual model; see its card.",
-              file=sys.stderr)
+        print(f"deepaq: note: model '{info.name}' is {info.status_note}; see its card.", file=sys.stderr)
 
 
 def cmd_score(args: argparse.Namespace) -> int:

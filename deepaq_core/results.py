@@ -20,6 +20,14 @@ SCORE_SCALE = "0-100, higher is better; 100 = indistinguishable from the referen
 DISTANCE_UNITS = "L2 distance between unit-norm embeddings (0-2), lower is better"
 
 
+STATUS_NOTES = {
+    "untrained": "untrained (random weights): its scores track a log-mel spectral distance, not a learned "
+    "perceptual model",
+    "designed": "designed: a full-band auditory model with no learned weights; its 0-100 mapping is fitted on "
+    "listener ratings",
+}
+
+
 def _frozen(a: Any) -> np.ndarray:
     arr = np.array(a, dtype=np.float32 if np.asarray(a).dtype.kind == "f" else None, copy=True)
     arr.flags.writeable = False
@@ -30,9 +38,9 @@ def _frozen(a: Any) -> np.ndarray:
 class ModelInfo:
     """Which model produced a result.
 
-    ``status`` is ``"trained"`` or ``"untrained"``; an untrained model has random weights (its
-    distances are not a learned perceptual measure) and every interface shows the status next to
-    the name.
+    ``status`` is ``"trained"``, ``"designed"`` (a front end built from psychoacoustics, no
+    learned weights) or ``"untrained"`` (random weights: its distances are not a perceptual
+    measure); every interface shows a status other than trained next to the name.
     """
 
     name: str
@@ -42,6 +50,11 @@ class ModelInfo:
     sample_rate: int
     frame_rate: float
     embedding_dim: int
+
+    @property
+    def status_note(self) -> str:
+        """One clause saying what the status means ("" for a trained model)."""
+        return STATUS_NOTES.get(self.status, f"{self.status}: see its card") if self.status != "trained" else ""
 
     @property
     def label(self) -> str:
@@ -143,6 +156,14 @@ class QualityResult:
         Backbone layer (rows) x time (columns): cosine distance of time-binned hidden states.
     time_matrix : Heatmap
         Reference time (rows) x degraded time (columns): distance of time-binned embeddings.
+    gain_method : str
+        How the loudness-matching gain was found (``"median"`` of short-term loudness
+        differences, ``"integrated"``, ``"rms"`` or ``"off"``).
+    time_dropped_s, time_inserted_s : float
+        Time the degraded signal lacks or has in excess, found by following time locally
+        (0 when the model has no local alignment or it is off).
+    local_lag_s : ndarray [T] or None
+        Local lag of each frame beyond the global one, seconds (NaN outside the overlap).
     """
 
     model: ModelInfo
@@ -170,9 +191,15 @@ class QualityResult:
     settings: dict[str, Any] = field(default_factory=dict)
     score_scale: str = SCORE_SCALE
     distance_units: str = DISTANCE_UNITS
+    gain_method: str = "integrated"
+    time_dropped_s: float = 0.0
+    time_inserted_s: float = 0.0
+    local_lag_s: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "frame_distance", _frozen(self.frame_distance))
+        if self.local_lag_s is not None:
+            object.__setattr__(self, "local_lag_s", _frozen(self.local_lag_s))
 
     def summary(self) -> dict[str, Any]:
         """Scalar fields only (no arrays), JSON-ready."""
@@ -185,6 +212,9 @@ class QualityResult:
             "offset_samples": self.alignment.lag_native_samples,
             "offset_estimated": self.alignment.estimated,
             "gain_db": round(self.gain_db, 3),
+            "gain_method": self.gain_method,
+            "time_dropped_s": round(self.time_dropped_s, 4),
+            "time_inserted_s": round(self.time_inserted_s, 4),
             "overlap_s": [round(self.overlap_start_s, 4), round(self.overlap_end_s, 4)],
             "trimmed_reference_s": round(self.trimmed_reference_s, 4),
             "trimmed_degraded_s": round(self.trimmed_degraded_s, 4),
@@ -211,6 +241,8 @@ class QualityResult:
             "score": _list(self.curve.score),
         }
         out["frame_rate"] = self.frame_rate
+        if self.local_lag_s is not None:
+            out["local_lag_s"] = _list(self.local_lag_s)
         out["model_info"] = dataclasses.asdict(self.model)
         out["settings"] = dict(self.settings)
         return out

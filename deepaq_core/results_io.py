@@ -242,6 +242,10 @@ def result_to_json(result: QualityResult | NmrResult) -> dict:
             "settings": _enc_value(dict(r.settings)),
             "score_scale": r.score_scale,
             "distance_units": r.distance_units,
+            "gain_method": r.gain_method,
+            "time_dropped_s": _enc_float(r.time_dropped_s),
+            "time_inserted_s": _enc_float(r.time_inserted_s),
+            "local_lag_s": None if r.local_lag_s is None else _enc_array(r.local_lag_s),
         }
     if isinstance(result, NmrResult):
         r = result
@@ -321,6 +325,10 @@ def result_from_json(d: dict) -> QualityResult | NmrResult:
                 settings=dict(_dec_value(d.get("settings") or {})),
                 score_scale=str(d["score_scale"]),
                 distance_units=str(d["distance_units"]),
+                gain_method=str(d.get("gain_method", "integrated")),
+                time_dropped_s=_dec_float(d.get("time_dropped_s", 0.0)),
+                time_inserted_s=_dec_float(d.get("time_inserted_s", 0.0)),
+                local_lag_s=None if d.get("local_lag_s") is None else _dec_array(d["local_lag_s"]),
             )
         if kind == "nmr":
             return NmrResult(

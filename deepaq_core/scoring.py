@@ -39,6 +39,13 @@ from deepaq_core.embedding import (
     time_matrix,
     window_starts,
 )
+from deepaq_core.distance import (
+    DistanceSpec,
+    loudness_disturbance,
+    power_mean,
+    reference_level,
+    window_power_means,
+)
 from deepaq_core.errors import AudioError
 from deepaq_core.results import FileSummary, Heatmap, NmrResult, QualityCurve, QualityResult
 
@@ -68,6 +75,11 @@ class ScoreSettings:
         Streaming chunk length and the context added on each side, seconds.
     heatmap_columns, matrix_size : int
         Maximum time bins of the layer heatmap and of the time x time matrix.
+    max_lag_s : float
+        Largest global delay searched, seconds.
+    follow_time : bool
+        After the global alignment, follow local time changes (dropped or inserted time) with
+        a warping path, for models whose card defines one (``local_alignment``).
     """
 
     align: bool = True
@@ -81,6 +93,7 @@ class ScoreSettings:
     heatmap_columns: int = 512
     matrix_size: int = 256
     max_lag_s: float = 1.0
+    follow_time: bool = True
 
     def __post_init__(self) -> None:
         if self.channels not in ("mono", "each"):
@@ -166,6 +179,21 @@ class Scorer:
             return buf
         return load_audio(source, target_rate=self.sample_rate, channels=mode)
 
+    def _calibration_gain(self, ref: AudioBuffer) -> float:
+        """Linear gain that plays the reference at the level the model assumes (1.0 if none).
+
+        A model with an absolute-level front end (hearing thresholds) states in its card the
+        loudness its input is taken to have; the reference is brought there and the degraded
+        signal, already matched to the reference, gets the same gain.
+        """
+        target = (self.loaded.bundle.card.get("calibration") or {}).get("reference_lufs")
+        if target is None:
+            return 1.0
+        lufs = integrated_loudness(ref.samples, ref.sample_rate)
+        if not np.isfinite(lufs):
+            return 1.0
+        return float(10.0 ** ((float(target) - lufs) / 20.0))
+
     # -- embedding with a cache -------------------------------------------------------------
     def _iter_reference(self, ref: AudioBuffer, summary: FileSummary, channel: int, cancel):
         s = self.settings
@@ -193,6 +221,8 @@ class Scorer:
         t_load = time.perf_counter()
         ref = self.load(reference)
         ref_summary = _summary(ref, self.sample_rate)
+        cal = self._calibration_gain(ref)
+        ref_in = ref if cal == 1.0 else AudioBuffer((ref.samples * cal).astype(np.float32), ref.sample_rate, ref.info)
         ref_load_s = time.perf_counter() - t_load
         n_ch = ref.channels
         n_jobs = len(degraded)
@@ -207,7 +237,7 @@ class Scorer:
         ref_embs: list[Embedded] = []
         t0 = time.perf_counter()
         for ch in range(n_ch):
-            gen = self._iter_reference(ref, ref_summary, ch, cancel)
+            gen = self._iter_reference(ref_in, ref_summary, ch, cancel)
             try:
                 while True:
                     yield Progress(frac(next(gen)), "Embedding reference")
@@ -241,8 +271,8 @@ class Scorer:
                 # Outside the overlap the degraded file has no counterpart; the reference fills
                 # it so that context windows near the edges see no artificial silence. Those
                 # frames are masked anyway; this keeps the frames just inside the edges honest.
-                timeline = ref.samples[ch].copy()
-                timeline[first:stop] = pair.degraded.samples[ch]
+                timeline = ref_in.samples[ch].copy()
+                timeline[first:stop] = pair.degraded.samples[ch] * np.float32(cal)
                 gen = iter_embed(self.loaded, timeline, chunk_s=s.chunk_s, context_s=s.context_s,
                                  heatmap_columns=s.heatmap_columns, valid_samples=(first, stop), cancel=cancel)
                 try:
@@ -281,20 +311,43 @@ class Scorer:
         hop = max(1.0, s.hop_s * fr)
         starts = window_starts(first, stop, win, hop)
 
-        curves, frame_d, layer_maps, mats, ch_dist = [], [], [], [], []
+        spec = DistanceSpec.from_card(bundle.card)
+        warp_cfg = bundle.card.get("local_alignment") if s.follow_time else None
+        curves, frame_d, layer_maps, mats, ch_dist, warps = [], [], [], [], [], []
         for r, d in zip(ref_embs, deg_embs):
-            wr = pooled_windows(r.frames, starts, win, stop)
-            wd = pooled_windows(d.frames, starts, win, stop)
-            curves.append(np.linalg.norm(wr - wd, axis=-1))
-            fd = frame_distances(r.frames, d.frames)
-            fd[~d.valid] = np.nan
-            frame_d.append(fd)
+            if not spec.pooled_frames:
+                wr = pooled_windows(r.frames, starts, win, stop)
+                wd = pooled_windows(d.frames, starts, win, stop)
+                curves.append(np.linalg.norm(wr - wd, axis=-1))
+                fd = frame_distances(r.frames, d.frames)
+                fd[~d.valid] = np.nan
+                frame_d.append(fd)
+                m, mstarts = time_matrix(r.frames, d.frames, first, stop, s.matrix_size)
+                ch_dist.append(float(np.mean(curves[-1])))
+            else:
+                deg_frames, warp = d.frames, None
+                if warp_cfg:
+                    warp = _follow(r.frames, d.frames, first, stop, warp_cfg, fr)
+                    deg_frames = d.frames.copy()
+                    deg_frames[first:stop] = d.frames[first + warp.path]
+                    warps.append(warp)
+                norm = reference_level(r.frames, d.valid)
+                fd = (loudness_disturbance(r.frames, deg_frames, spec) / norm).astype(np.float32)
+                fd[~d.valid] = np.nan
+                frame_d.append(fd)
+                curves.append(window_power_means(fd, starts, win, stop, spec.time_p))
+                m, mstarts = _disturbance_matrix(r.frames, deg_frames, first, stop, s.matrix_size, spec, norm)
+                ch_dist.append(float(power_mean(curves[-1], spec.time_p)))
             layer_maps.append(layer_cosine_distance(r.layer_bins, d.layer_bins))
-            m, mstarts = time_matrix(r.frames, d.frames, first, stop, s.matrix_size)
             mats.append(m)
-            ch_dist.append(float(np.mean(curves[-1])))
         curve_d = np.mean(curves, axis=0)
-        distance = float(np.mean(curve_d))
+        distance = float(power_mean(curve_d, spec.time_p)) if spec.pooled_frames else float(np.mean(curve_d))
+        dropped = float(np.mean([w.dropped_frames for w in warps]) / fr) if warps else 0.0
+        inserted = float(np.mean([w.inserted_frames for w in warps]) / fr) if warps else 0.0
+        local_lag = None
+        if warps:
+            local_lag = np.full(deg_embs[0].num_frames, np.nan, dtype=np.float32)
+            local_lag[first:stop] = warps[0].lag_frames() / fr
         ends = np.minimum(starts + win, stop)
         curve = QualityCurve(start_s=starts / fr, end_s=ends / fr, distance=curve_d,
                              score=score_from_distance(curve_d, mapping))
@@ -305,7 +358,8 @@ class Scorer:
                                 y=np.arange(n_layers), x_label="time (s)", y_label="layer",
                                 units="cosine distance of time-binned hidden states (1 - cos)")
         tm = Heatmap(values=np.mean(mats, axis=0), x=mstarts / fr, y=mstarts / fr,
-                     x_label="degraded time, aligned (s)", y_label="reference time (s)", units="embedding L2 distance")
+                     x_label="degraded time, aligned (s)", y_label="reference time (s)",
+                     units="embedding L2 distance" if not spec.pooled_frames else "relative loudness disturbance")
         multi = len(ch_dist) > 1
         return QualityResult(
             model=bundle.info(),
@@ -330,6 +384,11 @@ class Scorer:
             channel_scores=tuple(float(score_from_distance(x, mapping)) for x in ch_dist) if multi else (),
             device=str(self.loaded.device),
             settings=dataclasses.asdict(s),
+            distance_units=spec.units,
+            gain_method=getattr(pair, "gain_method", "integrated"),
+            time_dropped_s=dropped,
+            time_inserted_s=inserted,
+            local_lag_s=local_lag,
         )
 
     # -- conveniences -----------------------------------------------------------------------
@@ -404,6 +463,35 @@ class Scorer:
             cancel=None) -> NmrResult:
         """Run :meth:`iter_nmr` to completion."""
         return _drain(self.iter_nmr(degraded, clean, cancel=cancel), progress)
+
+
+def _follow(ref: np.ndarray, deg: np.ndarray, first: int, stop: int, cfg: dict, frame_rate: float):
+    """Warping path over the overlap ``[first, stop)`` on log-compressed, band-grouped frames."""
+    from deepaq_core.timewarp import follow_time
+
+    group = int(cfg.get("band_group", 4))
+
+    def feats(x: np.ndarray) -> np.ndarray:
+        x = np.log1p(np.maximum(x[first:stop].astype(np.float64), 0.0))
+        k = x.shape[1] // group * group
+        return x[:, :k].reshape(x.shape[0], -1, group).mean(axis=2)
+
+    band = int(round(float(cfg.get("band_s", 1.5)) * frame_rate))
+    return follow_time(feats(ref), feats(deg), band, float(cfg.get("penalty", 0.25)))
+
+
+def _disturbance_matrix(ref: np.ndarray, deg: np.ndarray, first: int, stop: int, size: int, spec, norm: float):
+    """Relative loudness disturbance between time-binned frames: ref bins (rows) x degraded bins."""
+    from deepaq_core.embedding import bin_size, window_sums
+
+    bf = bin_size(stop - first, size)
+    starts = np.arange(first, stop, bf, dtype=np.int64)
+    ends = np.minimum(starts + bf, stop)
+    count = (ends - starts)[:, None]
+    r = window_sums(ref, starts, ends) / count
+    d = window_sums(deg, starts, ends) / count
+    m = np.stack([loudness_disturbance(r[i][None, :], d, spec) for i in range(r.shape[0])]) / norm
+    return m.astype(np.float32), starts
 
 
 def _normalised(buf: AudioBuffer) -> AudioBuffer:

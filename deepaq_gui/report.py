@@ -296,7 +296,7 @@ def _model_line(session: Session, results: dict[int, QualityResult]) -> tuple[st
     warn = False
     for info in infos:
         parts.append(f"{info.name} {info.version}, status: {info.status} (backbone {info.backbone})")
-        warn = warn or info.status != "trained"
+        warn = warn or info.status == "untrained"
     devices = sorted({r.device for r in results.values()})
     text = "Model: " + "; ".join(parts) + f" · device: {', '.join(devices)}"
     if warn:

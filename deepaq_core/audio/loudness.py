@@ -58,6 +58,24 @@ def integrated_loudness(samples: np.ndarray, sample_rate: int) -> float:
     return _gated_loudness(x, sample_rate, meter, np.ones(x.shape[0]))
 
 
+def _block_powers(x: np.ndarray, sample_rate: int, meter: pyloudnorm.Meter, weights: np.ndarray) -> np.ndarray:
+    """Channel-weighted mean square of the K-weighted signal in 400 ms blocks, 100 ms apart: [J]."""
+    block = int(round(_BLOCK_S * sample_rate))
+    step = int(round(_STEP_S * sample_rate))
+    num_blocks = 1 + (x.shape[1] - block) // step
+    # z[i, j]: mean square of K-weighted channel i in 400 ms block j (BS.1770 eq. 1), via a
+    # cumulative sum so all 75 %-overlapping blocks cost one pass.
+    z = np.empty((x.shape[0], num_blocks))
+    starts = np.arange(num_blocks) * step
+    for ch in range(x.shape[0]):
+        y = np.asarray(x[ch], dtype=np.float64)
+        for stage in meter._filters.values():
+            y = stage.apply_filter(y)
+        csum = np.concatenate(([0.0], np.cumsum(y * y)))
+        z[ch] = (csum[starts + block] - csum[starts]) / block
+    return weights @ z
+
+
 def _gated_loudness(x: np.ndarray, sample_rate: int, meter: pyloudnorm.Meter, weights: np.ndarray) -> float:
     """BS.1770 gating for any channel count, with pyloudnorm's K-weighting filters.
 
@@ -80,20 +98,7 @@ def _gated_loudness(x: np.ndarray, sample_rate: int, meter: pyloudnorm.Meter, we
     float
         LUFS, ``-inf`` when everything is gated out.
     """
-    block = int(round(_BLOCK_S * sample_rate))
-    step = int(round(_STEP_S * sample_rate))
-    num_blocks = 1 + (x.shape[1] - block) // step
-    # z[i, j]: mean square of K-weighted channel i in 400 ms block j (BS.1770 eq. 1), via a
-    # cumulative sum so all 75 %-overlapping blocks cost one pass.
-    z = np.empty((x.shape[0], num_blocks))
-    starts = np.arange(num_blocks) * step
-    for ch in range(x.shape[0]):
-        y = np.asarray(x[ch], dtype=np.float64)
-        for stage in meter._filters.values():
-            y = stage.apply_filter(y)
-        csum = np.concatenate(([0.0], np.cumsum(y * y)))
-        z[ch] = (csum[starts + block] - csum[starts]) / block
-    power = weights @ z
+    power = _block_powers(x, sample_rate, meter, weights)
     with np.errstate(divide="ignore"):
         block_lufs = -0.691 + 10 * np.log10(power)
     gated = block_lufs > _ABSOLUTE_GATE_LUFS
@@ -159,3 +164,58 @@ def matching_gain_db(
         )  # fmt: skip
         gain = clamped
     return float(gain), float(ref_lufs), float(deg_lufs)
+
+
+# Blocks of the reference further than this below its integrated loudness do not vote on the
+# gain: in pauses the degraded signal's noise floor or interference would decide it.
+_MEDIAN_GATE_LU = -20.0
+_MIN_VOTING_BLOCKS = 3
+
+
+def robust_matching_gain_db(
+    reference: np.ndarray, degraded: np.ndarray, sample_rate: int
+) -> tuple[float, float, float, str]:
+    """Loudness-matching gain that a local burst cannot move: the median block difference.
+
+    The reference and the (already aligned, equal-length) degraded signal are cut into the same
+    BS.1770 400 ms K-weighted blocks; the gain is the median, over the blocks where the reference
+    is active (within 20 LU of its integrated loudness), of the reference-minus-degraded block
+    loudness. A 0.3 s clipping burst or a dropout changes a few blocks and leaves the median,
+    and so every clean part of the file, where it was; a whole-file level change moves every
+    block and is matched exactly.
+
+    Parameters
+    ----------
+    reference, degraded : numpy.ndarray
+        ``[C, N]`` float signals at ``sample_rate`` Hz, time-aligned, same shape.
+    sample_rate : int
+        Hz.
+
+    Returns
+    -------
+    gain_db : float
+        dB to apply to ``degraded``, clamped to ±40 dB.
+    reference_lufs, degraded_lufs : float
+        Integrated loudness of each input.
+    method : str
+        ``"median"``, or the fallback's (``"integrated"`` / ``"rms"``) when fewer than three
+        blocks can vote (signals under 0.6 s, or mostly below the gates).
+    """
+    import pyloudnorm
+
+    ref = np.atleast_2d(np.asarray(reference))
+    deg = np.atleast_2d(np.asarray(degraded))
+    gain, ref_lufs, deg_lufs = matching_gain_db(ref, deg, sample_rate)
+    n = min(ref.shape[1], deg.shape[1])
+    if n < int(np.ceil(_BLOCK_S * sample_rate)) or not (np.isfinite(ref_lufs) and np.isfinite(deg_lufs)):
+        return gain, ref_lufs, deg_lufs, "integrated" if np.isfinite(ref_lufs) and np.isfinite(deg_lufs) else "rms"
+    meter = pyloudnorm.Meter(sample_rate)
+    weights = np.ones(ref.shape[0])
+    with np.errstate(divide="ignore"):
+        r = -0.691 + 10 * np.log10(_block_powers(ref[:, :n], sample_rate, meter, weights))
+        d = -0.691 + 10 * np.log10(_block_powers(deg[:, :n], sample_rate, meter, weights))
+    vote = (r > max(_ABSOLUTE_GATE_LUFS, ref_lufs + _MEDIAN_GATE_LU)) & (d > _ABSOLUTE_GATE_LUFS)
+    if int(vote.sum()) < _MIN_VOTING_BLOCKS:
+        return gain, ref_lufs, deg_lufs, "integrated"
+    median = float(np.clip(np.median(r[vote] - d[vote]), -MAX_GAIN_DB, MAX_GAIN_DB))
+    return median, ref_lufs, deg_lufs, "median"

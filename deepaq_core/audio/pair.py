@@ -12,7 +12,7 @@ from deepaq_core.errors import AudioError
 
 from .align import Alignment, estimate_lag
 from .buffer import AudioBuffer
-from .loudness import integrated_loudness, matching_gain_db
+from .loudness import integrated_loudness, robust_matching_gain_db
 from .validate import MIN_DURATION_S, display_name, validate_signal
 
 logger = logging.getLogger(__name__)
@@ -50,6 +50,7 @@ class PreparedPair:
     degraded_loudness_lufs: float
     trimmed_reference_s: float
     trimmed_degraded_s: float
+    gain_method: str = "integrated"
 
 
 def _label(buffer: AudioBuffer, fallback: str) -> str:
@@ -81,7 +82,9 @@ def prepare_pair(
     lag_ms : float or None
         User-given lag in milliseconds (positive: degraded is late). Overrides ``align``.
     match_loudness : bool
-        Scale the degraded signal so its BS.1770 integrated loudness equals the reference's.
+        Scale the degraded signal to the reference's loudness: by the median difference of
+        their 400 ms BS.1770 block loudnesses (so a local burst cannot shift the clean parts),
+        falling back to integrated loudness for very short or quiet signals.
     max_lag_s : float
         Largest lag searched when estimating, seconds.
 
@@ -156,10 +159,10 @@ def prepare_pair(
     validate_signal(deg_samples, rate, deg_name)
 
     if match_loudness:
-        gain_db, ref_lufs, deg_lufs = matching_gain_db(ref_samples, deg_samples, rate)
+        gain_db, ref_lufs, deg_lufs, gain_method = robust_matching_gain_db(ref_samples, deg_samples, rate)
         deg_samples = deg_samples * np.float32(10.0 ** (gain_db / 20.0))
     else:
-        gain_db = 0.0
+        gain_db, gain_method = 0.0, "off"
         ref_lufs = integrated_loudness(ref_samples, rate)
         deg_lufs = integrated_loudness(deg_samples, rate)
 
@@ -176,4 +179,5 @@ def prepare_pair(
         degraded_loudness_lufs=float(deg_lufs),
         trimmed_reference_s=(reference.num_samples - length) / rate,
         trimmed_degraded_s=(degraded.num_samples - length) / rate,
+        gain_method=gain_method,
     )

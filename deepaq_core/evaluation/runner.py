@@ -113,8 +113,9 @@ def run_metrics(rows: Sequence[ManifestRow], metrics: Sequence[Metric], *,
             continue
         setup_s = time.perf_counter() - t0
         if getattr(m, "status", "trained") not in ("trained", "unknown"):
-            say(f"note: model '{m.name}' is {m.status} (random weights): its scores track a log-mel "
-                    "spectral distance, not a learned perceptual model.")
+            from deepaq_core.results import STATUS_NOTES
+
+            say(f"note: model '{m.name}' is {STATUS_NOTES.get(m.status, m.status)}.")
         n = len(rows)
         run = MetricRun(info=m.describe(), values=np.full(n, np.nan), quality=np.full(n, np.nan),
                         seconds=np.full(n, np.nan), extras={k: np.full(n, np.nan) for k in m.extras},

@@ -172,6 +172,10 @@ def build_model(bundle: Bundle, *, mert_source: str | None = None):
         from deepaq_core.model.compact import CompactBackbone, CompactConfig
 
         backbone = CompactBackbone(CompactConfig.from_dict(bb.get("config", {})))
+    elif bb["type"] == "auditory":
+        from deepaq_core.model.auditory import AuditoryBackbone, AuditoryConfig
+
+        backbone = AuditoryBackbone(AuditoryConfig.from_dict(bb.get("config", {})))
     elif bb["type"] == "mert":
         from deepaq_core.model.mert import MertBackbone, load_mert_hubert
 
@@ -188,7 +192,8 @@ def build_model(bundle: Bundle, *, mert_source: str | None = None):
 
     head_cfg = card.get("head", {"projection": True, "dim": card["embedding_dim"]})
     head = EmbeddingHead(backbone.num_hidden_states, backbone.hidden_size,
-                         dim=head_cfg.get("dim") if head_cfg.get("projection", True) else None)
+                         dim=head_cfg.get("dim") if head_cfg.get("projection", True) else None,
+                         select_layer=head_cfg.get("select_layer"), normalize=bool(head_cfg.get("normalize", True)))
     model = EmbeddingModel(backbone, head)
 
     if bundle.folder is not None:
@@ -204,7 +209,8 @@ def build_model(bundle: Bundle, *, mert_source: str | None = None):
             raise ModelError(f"The weights of model bundle '{bundle.name}' cannot be read ({exc}).") from exc
         own = model.state_dict()
         stored = {k: v.to(own[k].dtype) if k in own else v for k, v in stored.items()}
-        expected_keys = {k for k in own if bb["type"] == "compact" or not k.startswith("backbone.") or "lora_" in k}
+        expected_keys = {k for k in own if bb["type"] in ("compact", "auditory") or not k.startswith("backbone.")
+                         or "lora_" in k}
         missing = sorted(expected_keys - stored.keys())
         unexpected = sorted(stored.keys() - own.keys())
         if missing or unexpected:

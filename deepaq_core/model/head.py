@@ -18,10 +18,19 @@ class EmbeddingHead(nn.Module):
     dim : int or None
         Output embedding size (256 in DeePAQ). ``None`` keeps the hidden size with no projection
         (used to read a backbone's raw hidden states, e.g. MERT without an adapter).
+    select_layer : int or None
+        Use this hidden state alone instead of the weighted mix (a designed front end whose last
+        state is the representation).
+    normalize : bool
+        L2-normalise each frame (DeePAQ's embeddings); False keeps the units of the hidden state
+        (the auditory front end's specific loudness).
     """
 
-    def __init__(self, num_layers: int, hidden_size: int, dim: int | None = 256) -> None:
+    def __init__(self, num_layers: int, hidden_size: int, dim: int | None = 256, *,
+                 select_layer: int | None = None, normalize: bool = True) -> None:
         super().__init__()
+        self.select_layer = select_layer
+        self.normalize = normalize
         # Zero logits = a plain mean over layers until training says otherwise.
         self.layer_logits = nn.Parameter(torch.zeros(num_layers))
         self.projection = nn.Linear(hidden_size, dim) if dim is not None else None
@@ -40,13 +49,16 @@ class EmbeddingHead(nn.Module):
 
         Returns
         -------
-        Tensor, shape [B, T, dim], unit L2 norm along the last axis.
+        Tensor, shape [B, T, dim], unit L2 norm along the last axis (unless ``normalize`` is off).
         """
+        if self.select_layer is not None:
+            chosen = hidden_states[self.select_layer].float()
+            return nn.functional.normalize(chosen, dim=-1) if self.normalize else chosen
         w = self.layer_weights().to(hidden_states[0].dtype)
         mixed = torch.einsum("l,lbth->bth", w, torch.stack(list(hidden_states)))
         if self.projection is not None:
             mixed = self.projection(mixed)
-        return nn.functional.normalize(mixed.float(), dim=-1)
+        return nn.functional.normalize(mixed.float(), dim=-1) if self.normalize else mixed.float()
 
 
 class EmbeddingModel(nn.Module):

@@ -90,9 +90,15 @@ def test_builtin_model_is_labelled():
     b = resolve("compact")
     assert b.folder == builtin_dir() / "compact"
     info = b.info()
-    assert info.sample_rate == 24000 and info.frame_rate == 75.0 and info.embedding_dim == 256
+    # The built-in model is full band: it works at 48 kHz, 75 frames/s, one value per auditory band.
+    from deepaq_core.model.auditory import band_count
+
+    assert info.sample_rate == 48000 and info.frame_rate == 75.0 and info.embedding_dim == band_count()
     if info.status != "trained":
         assert info.status in info.label
+    old = resolve("compact-untrained").info()
+    assert old.status == "untrained" and old.sample_rate == 24000 and old.embedding_dim == 256
+    assert {"compact", "compact-untrained"} <= {e.name for e in list_models() if e.available}
 
 
 def test_mert_entries_listed_without_network(monkeypatch, tmp_path):

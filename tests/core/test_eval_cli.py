@@ -124,7 +124,9 @@ def test_cli_eval_writes_items_png_and_markdown(capsys, tiny_set, tmp_path):
                          "--model", "compact", "--peers", "none", "--device", "cpu", "--bootstrap", "200",
                          "--out", str(out_dir))
     assert code == 0, err
-    assert "untrained" in err  # the built-in model's status is stated
+    from deepaq_core.model.registry import resolve
+
+    assert resolve("compact").card["status"] in err  # the built-in model's status is stated
     with open(out_dir / "items.csv", newline="") as f:
         items = list(csv.DictReader(f))
     assert len(items) == 8

@@ -1,0 +1,98 @@
+"""Distances between frame sequences, as each model's card defines them.
+
+Two kinds exist:
+
+``embedding_l2`` (default; learned embeddings, MERT)
+    Frames are unit vectors. A window's distance is the L2 distance between the window-mean
+    embeddings, re-normalised (0-2).
+``loudness_disturbance`` (the auditory front end)
+    Frames are specific-loudness patterns. Per frame, the band-wise loudness difference minus a
+    masked part (a fraction of the smaller of the two loudnesses, so differences under a louder
+    signal count less), with missing components weighted less than added ones (as in ITU-T P.862
+    and BS.1387, listeners object more to what is added than to what is lost), combined over
+    bands by a power mean and divided by the reference's mean loudness over the scored span, so
+    that the same relative damage gives the same number on loud and quiet material. Windows and
+    the whole file combine frames by a power mean of order ``time_p``: short bursts (a clip, a
+    dropout) weigh more than their share of time, as listeners weigh them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+EMBEDDING_L2 = "embedding_l2"
+LOUDNESS_DISTURBANCE = "loudness_disturbance"
+
+
+@dataclass(frozen=True)
+class DistanceSpec:
+    """How a model's frames are compared (the card's ``distance`` entry)."""
+
+    type: str = EMBEDDING_L2
+    mask: float = 0.25
+    weight_added: float = 1.0
+    weight_missing: float = 0.5
+    band_p: float = 2.0
+    time_p: float = 4.0
+    units: str = "L2 distance between unit-norm embeddings (0-2), lower is better"
+
+    @classmethod
+    def from_card(cls, card: dict) -> "DistanceSpec":
+        d = card.get("distance") or {}
+        known = set(cls.__dataclass_fields__)
+        spec = cls(**{k: v for k, v in d.items() if k in known})
+        if spec.type not in (EMBEDDING_L2, LOUDNESS_DISTURBANCE):
+            from deepaq_core.errors import ModelError
+
+            raise ModelError(f"Unknown distance type '{spec.type}' in the model card.")
+        return spec
+
+    @property
+    def pooled_frames(self) -> bool:
+        """True when windows pool frame distances (not embeddings)."""
+        return self.type == LOUDNESS_DISTURBANCE
+
+
+def loudness_disturbance(ref: np.ndarray, deg: np.ndarray, spec: DistanceSpec) -> np.ndarray:
+    """Unnormalised disturbance between specific-loudness patterns.
+
+    Parameters
+    ----------
+    ref, deg : ndarray [..., K]
+        Specific loudness per band (broadcastable against each other).
+
+    Returns
+    -------
+    ndarray [...]
+        Power mean over bands of the masked, asymmetrically weighted loudness difference (same
+        units as the loudness; divide by a reference loudness to compare across material).
+    """
+    ref = np.asarray(ref, dtype=np.float64)
+    deg = np.asarray(deg, dtype=np.float64)
+    diff = deg - ref
+    d = np.maximum(np.abs(diff) - spec.mask * np.minimum(ref, deg), 0.0)
+    d *= np.where(diff > 0, spec.weight_added, spec.weight_missing)
+    return np.mean(d**spec.band_p, axis=-1) ** (1.0 / spec.band_p)
+
+
+def reference_level(ref_frames: np.ndarray, valid: np.ndarray) -> float:
+    """Mean specific loudness of the reference over the valid frames (the normaliser)."""
+    sel = ref_frames[valid] if valid.any() else ref_frames
+    return float(max(np.mean(sel, dtype=np.float64), 1e-6))
+
+
+def power_mean(values: np.ndarray, p: float, axis=None) -> np.ndarray | float:
+    """``(mean(values ** p)) ** (1 / p)``, ignoring NaN."""
+    return np.nanmean(np.asarray(values, dtype=np.float64) ** p, axis=axis) ** (1.0 / p)
+
+
+def window_power_means(frame_d: np.ndarray, starts: np.ndarray, window: int, stop: int, p: float) -> np.ndarray:
+    """Power mean of the frame distances of each window ``[s, min(s + window, stop))``: [W]."""
+    from deepaq_core.embedding import window_sums
+
+    x = np.nan_to_num(np.asarray(frame_d, dtype=np.float64), nan=0.0) ** p
+    ends = np.minimum(starts + window, stop)
+    sums = window_sums(x[:, None], starts, ends)[:, 0]
+    return (np.maximum(sums, 0.0) / np.maximum(ends - starts, 1)) ** (1.0 / p)
