@@ -90,7 +90,8 @@ def iter_embed(
     if total < 1:
         raise ValueError("signal shorter than one frame")
     core = max(1, min(int(round(chunk_s * fr)), total))
-    ctx = int(round(context_s * fr))
+    # A frame-local front end (no attention, no convolutions across frames) needs no context.
+    ctx = int(round(context_s * fr)) if getattr(model.backbone, "needs_context", True) else 0
     pad_left = max(0, (rf - hop) // 2)
     seg_len = (core + 2 * ctx - 1) * hop + rf
     n_chunks = math.ceil(total / core)

@@ -44,6 +44,7 @@ from deepaq_core.distance import (
     loudness_disturbance,
     power_mean,
     reference_level,
+    smooth_frames,
     window_power_means,
 )
 from deepaq_core.errors import AudioError
@@ -189,7 +190,10 @@ class Scorer:
         target = (self.loaded.bundle.card.get("calibration") or {}).get("reference_lufs")
         if target is None:
             return 1.0
-        lufs = integrated_loudness(ref.samples, ref.sample_rate)
+        key = ("lufs", _summary(ref, self.sample_rate).sha256, ref.samples.shape)
+        if key not in self._cache:
+            self._cache[key] = integrated_loudness(ref.samples, ref.sample_rate)
+        lufs = self._cache[key]
         if not np.isfinite(lufs):
             return 1.0
         return float(10.0 ** ((float(target) - lufs) / 20.0))
@@ -332,11 +336,13 @@ class Scorer:
                     deg_frames[first:stop] = d.frames[first + warp.path]
                     warps.append(warp)
                 norm = reference_level(r.frames, d.valid)
-                fd = (loudness_disturbance(r.frames, deg_frames, spec) / norm).astype(np.float32)
+                ref_s = smooth_frames(r.frames, spec.smooth_frames)
+                deg_frames = smooth_frames(deg_frames, spec.smooth_frames)
+                fd = (loudness_disturbance(ref_s, deg_frames, spec) / norm).astype(np.float32)
                 fd[~d.valid] = np.nan
                 frame_d.append(fd)
                 curves.append(window_power_means(fd, starts, win, stop, spec.time_p))
-                m, mstarts = _disturbance_matrix(r.frames, deg_frames, first, stop, s.matrix_size, spec, norm)
+                m, mstarts = _disturbance_matrix(ref_s, deg_frames, first, stop, s.matrix_size, spec, norm)
                 ch_dist.append(float(power_mean(curves[-1], spec.time_p)))
             layer_maps.append(layer_cosine_distance(r.layer_bins, d.layer_bins))
             mats.append(m)
@@ -477,7 +483,7 @@ def _follow(ref: np.ndarray, deg: np.ndarray, first: int, stop: int, cfg: dict, 
         return x[:, :k].reshape(x.shape[0], -1, group).mean(axis=2)
 
     band = int(round(float(cfg.get("band_s", 1.5)) * frame_rate))
-    return follow_time(feats(ref), feats(deg), band, float(cfg.get("penalty", 0.25)))
+    return follow_time(feats(ref), feats(deg), band, float(cfg.get("penalty", 0.5)))
 
 
 def _disturbance_matrix(ref: np.ndarray, deg: np.ndarray, first: int, stop: int, size: int, spec, norm: float):

@@ -33,7 +33,7 @@ DISTANCE = {
     "units": "loudness disturbance relative to the reference's mean specific loudness (0 = identical), "
     "lower is better",
 }
-LOCAL_ALIGNMENT = {"band_s": 1.5, "penalty": 0.25, "band_group": 4}
+LOCAL_ALIGNMENT = {"band_s": 1.5, "penalty": 0.5, "band_group": 4}
 
 
 def build(d50: float, power: float, fitted_on: str, results: dict | None, out: Path) -> Path:

@@ -53,27 +53,58 @@ def integrated_loudness(samples: np.ndarray, sample_rate: int) -> float:
     import pyloudnorm
 
     meter = pyloudnorm.Meter(sample_rate)
-    if x.shape[0] <= 5:
-        return float(meter.integrated_loudness(x.T))
-    return _gated_loudness(x, sample_rate, meter, np.ones(x.shape[0]))
+    return _gate(_block_powers(x, sample_rate, meter, _channel_weights(x.shape[0])))
+
+
+def _k_sos(meter: pyloudnorm.Meter) -> np.ndarray:
+    """pyloudnorm's K-weighting stages as one second-order-sections array (float64)."""
+    rows = []
+    for stage in meter._filters.values():
+        b = np.asarray(stage.b, dtype=np.float64) * float(getattr(stage, "passband_gain", 1.0))
+        a = np.asarray(stage.a, dtype=np.float64)
+        rows.append(np.concatenate([b / a[0], a / a[0]]))
+    return np.array(rows)
 
 
 def _block_powers(x: np.ndarray, sample_rate: int, meter: pyloudnorm.Meter, weights: np.ndarray) -> np.ndarray:
     """Channel-weighted mean square of the K-weighted signal in 400 ms blocks, 100 ms apart: [J]."""
+    import scipy.signal
+
     block = int(round(_BLOCK_S * sample_rate))
     step = int(round(_STEP_S * sample_rate))
     num_blocks = 1 + (x.shape[1] - block) // step
-    # z[i, j]: mean square of K-weighted channel i in 400 ms block j (BS.1770 eq. 1), via a
-    # cumulative sum so all 75 %-overlapping blocks cost one pass.
+    # z[i, j]: mean square of K-weighted channel i in 400 ms block j (BS.1770 eq. 1). Blocks
+    # overlap by 75 %, so the squares are summed in 100 ms steps first and each block adds four.
+    # One sosfilt pass (float64) replaces pyloudnorm's two lfilter passes with the same filters.
+    sos = _k_sos(meter)
     z = np.empty((x.shape[0], num_blocks))
-    starts = np.arange(num_blocks) * step
+    per = block // step
     for ch in range(x.shape[0]):
-        y = np.asarray(x[ch], dtype=np.float64)
-        for stage in meter._filters.values():
-            y = stage.apply_filter(y)
-        csum = np.concatenate(([0.0], np.cumsum(y * y)))
-        z[ch] = (csum[starts + block] - csum[starts]) / block
+        y = scipy.signal.sosfilt(sos, np.asarray(x[ch], dtype=np.float64))
+        n_steps = num_blocks + per - 1
+        sq = np.square(y[: n_steps * step]).reshape(n_steps, step).sum(axis=1)
+        csum = np.concatenate(([0.0], np.cumsum(sq)))
+        z[ch] = (csum[per:per + num_blocks] - csum[:num_blocks]) / block
     return weights @ z
+
+
+def _gate(power: np.ndarray) -> float:
+    """BS.1770 gated loudness (LUFS) from block powers; ``-inf`` when every block is gated out."""
+    with np.errstate(divide="ignore"):
+        block_lufs = -0.691 + 10 * np.log10(power)
+    gated = block_lufs > _ABSOLUTE_GATE_LUFS
+    if not gated.any():
+        return float("-inf")
+    relative = -0.691 + 10 * np.log10(power[gated].mean()) + _RELATIVE_GATE_LU
+    gated &= block_lufs > relative
+    return float(-0.691 + 10 * np.log10(power[gated].mean()))
+
+
+def _channel_weights(channels: int) -> np.ndarray:
+    """BS.1770 channel weights: L, R, C = 1.0, Ls, Rs = 1.41 (pyloudnorm's order); 1.0 beyond 5."""
+    if channels <= 5:
+        return np.array([1.0, 1.0, 1.0, 1.41, 1.41][:channels])
+    return np.ones(channels)
 
 
 def _gated_loudness(x: np.ndarray, sample_rate: int, meter: pyloudnorm.Meter, weights: np.ndarray) -> float:
@@ -98,15 +129,7 @@ def _gated_loudness(x: np.ndarray, sample_rate: int, meter: pyloudnorm.Meter, we
     float
         LUFS, ``-inf`` when everything is gated out.
     """
-    power = _block_powers(x, sample_rate, meter, weights)
-    with np.errstate(divide="ignore"):
-        block_lufs = -0.691 + 10 * np.log10(power)
-    gated = block_lufs > _ABSOLUTE_GATE_LUFS
-    if not gated.any():
-        return float("-inf")
-    relative = -0.691 + 10 * np.log10(power[gated].mean()) + _RELATIVE_GATE_LU
-    gated &= block_lufs > relative
-    return float(-0.691 + 10 * np.log10(power[gated].mean()))
+    return _gate(_block_powers(x, sample_rate, meter, weights))
 
 
 def rms_db(samples: np.ndarray) -> float:
@@ -205,17 +228,23 @@ def robust_matching_gain_db(
 
     ref = np.atleast_2d(np.asarray(reference))
     deg = np.atleast_2d(np.asarray(degraded))
-    gain, ref_lufs, deg_lufs = matching_gain_db(ref, deg, sample_rate)
     n = min(ref.shape[1], deg.shape[1])
-    if n < int(np.ceil(_BLOCK_S * sample_rate)) or not (np.isfinite(ref_lufs) and np.isfinite(deg_lufs)):
-        return gain, ref_lufs, deg_lufs, "integrated" if np.isfinite(ref_lufs) and np.isfinite(deg_lufs) else "rms"
+    if n < int(np.ceil(_BLOCK_S * sample_rate)):
+        gain, ref_lufs, deg_lufs = matching_gain_db(ref, deg, sample_rate)
+        return gain, ref_lufs, deg_lufs, "integrated"
     meter = pyloudnorm.Meter(sample_rate)
-    weights = np.ones(ref.shape[0])
+    weights = _channel_weights(ref.shape[0])
+    pr = _block_powers(ref[:, :n], sample_rate, meter, weights)
+    pd = _block_powers(deg[:, :n], sample_rate, meter, weights)
+    ref_lufs, deg_lufs = _gate(pr), _gate(pd)
+    if not (np.isfinite(ref_lufs) and np.isfinite(deg_lufs)):
+        gain, ref_lufs, deg_lufs = matching_gain_db(ref, deg, sample_rate)
+        return gain, ref_lufs, deg_lufs, "rms"
     with np.errstate(divide="ignore"):
-        r = -0.691 + 10 * np.log10(_block_powers(ref[:, :n], sample_rate, meter, weights))
-        d = -0.691 + 10 * np.log10(_block_powers(deg[:, :n], sample_rate, meter, weights))
+        r = -0.691 + 10 * np.log10(pr)
+        d = -0.691 + 10 * np.log10(pd)
     vote = (r > max(_ABSOLUTE_GATE_LUFS, ref_lufs + _MEDIAN_GATE_LU)) & (d > _ABSOLUTE_GATE_LUFS)
     if int(vote.sum()) < _MIN_VOTING_BLOCKS:
-        return gain, ref_lufs, deg_lufs, "integrated"
+        return float(np.clip(ref_lufs - deg_lufs, -MAX_GAIN_DB, MAX_GAIN_DB)), ref_lufs, deg_lufs, "integrated"
     median = float(np.clip(np.median(r[vote] - d[vote]), -MAX_GAIN_DB, MAX_GAIN_DB))
     return median, ref_lufs, deg_lufs, "median"

@@ -113,12 +113,15 @@ class AuditoryBackbone(Backbone):
         self.centre_hz = bands["centre_hz"]
         self.hidden_size = int(bands["centre_hz"].size)
         self.num_hidden_states = 2
+        self.needs_context = False  # frame-local: each frame depends only on its own 42.7 ms window
         window = torch.hann_window(cfg.n_fft, dtype=torch.float64)
         # Mean-square per bin (one-sided, Parseval with the window's energy), then the calibration.
         scale = 2.0 / (cfg.n_fft * float(torch.sum(window**2))) * 10.0 ** (cfg.spl_full_scale_db / 10.0)
         self.register_buffer("window", window.float(), persistent=False)
-        self.register_buffer("weights", torch.from_numpy(bands["weights"] * scale).float(), persistent=False)
-        self.register_buffer("spread", torch.from_numpy(bands["spread"]).float(), persistent=False)
+        # Stored transposed, ready for [T, F] @ [F, K] and [T, K] @ [K, K] products.
+        self.register_buffer("weights_t", torch.from_numpy((bands["weights"] * scale).T.copy()).float(),
+                             persistent=False)
+        self.register_buffer("spread_t", torch.from_numpy(bands["spread"].T.copy()).float(), persistent=False)
         self.register_buffer("threshold", torch.from_numpy(bands["threshold"]).float(), persistent=False)
 
     def forward(self, wave: torch.Tensor) -> list[torch.Tensor]:
@@ -127,9 +130,9 @@ class AuditoryBackbone(Backbone):
         with torch.autocast(device_type=wave.device.type, enabled=False):
             spec = torch.stft(wave.float(), cfg.n_fft, cfg.hop_length, window=self.window, center=False,
                               return_complex=True)
-            power = spec.real.square() + spec.imag.square()  # [B, F, T]
-            energy = torch.einsum("kf,bft->btk", self.weights, power)
-            excitation = torch.einsum("ij,btj->bti", self.spread, energy)
+            power = torch.view_as_real(spec).square().sum(-1)  # [B, F, T]
+            energy = torch.matmul(power.transpose(1, 2), self.weights_t)  # [B, T, K]
+            excitation = torch.matmul(energy, self.spread_t)
             s, e = 0.5, cfg.exponent  # BS.1387 threshold index s
             thr = self.threshold
             loud = (thr / s) ** e * ((1.0 - s + s * excitation / thr) ** e - 1.0)
