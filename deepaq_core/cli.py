@@ -100,7 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("degrade", help="make a degraded version of a file (real codecs, filters, noise, ...)",
                        description="Write a degraded version of INPUT; prints what was applied as JSON. "
-                       "Families and their parameters: 'deepaq degrade --list'.")
+                       "Families and their parameters: 'deepaq degrade --list'. Any parameter of the family "
+                       "can also be given as --NAME VALUE, e.g. --loss_rate 0.1 --mode delete.")
     p.add_argument("input", nargs="?", help="clean audio file")
     p.add_argument("-o", "--output", help="output file (.wav: 32-bit float, .flac: 24-bit)")
     p.add_argument("--kind", help="degradation family, e.g. mp3, aac, opus, lowpass, white_noise, separation")
@@ -299,6 +300,8 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def _number(text: str):
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
     try:
         return int(text)
     except ValueError:
@@ -307,6 +310,25 @@ def _number(text: str):
         return float(text)
     except ValueError:
         return text
+
+
+def _named_params(tokens: Sequence[str]) -> dict:
+    """``--NAME VALUE`` / ``--NAME=VALUE`` options the degrade parser does not know, as parameters."""
+    params: dict = {}
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        name, eq, value = token[2:].partition("=")
+        if not token.startswith("--") or not name:
+            raise DeePAQError(f"'{token}' is not understood; give parameters as --NAME VALUE or --param NAME=VALUE.")
+        if not eq:
+            if i + 1 >= len(tokens) or (tokens[i + 1].startswith("--") and len(tokens[i + 1]) > 2):
+                raise DeePAQError(f"The option '{token}' needs a value.")
+            value = tokens[i + 1]
+            i += 1
+        params[name.replace("-", "_")] = _number(value)
+        i += 1
+    return params
 
 
 def cmd_degrade(args: argparse.Namespace) -> int:
@@ -335,6 +357,7 @@ def cmd_degrade(args: argparse.Namespace) -> int:
             raise DeePAQError(f"--param '{item}' is not NAME=VALUE.")
         key, value = item.split("=", 1)
         params[key.strip()] = _number(value.strip())
+    params.update(_named_params(getattr(args, "named_params", [])))
     for opt, key in (("bitrate", "bitrate_kbps"), ("cutoff", "cutoff_hz"), ("snr", "snr_db")):
         if getattr(args, opt) is not None:
             params[key] = getattr(args, opt)
@@ -370,7 +393,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"deepaq: error: {exc}", file=sys.stderr)
             return 2
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and args.command != "degrade":
+        args = parser.parse_args(argv)  # the usual usage error for unknown options
+    args.named_params = unknown
     debug = getattr(args, "debug", False)
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="deepaq: %(levelname)s: %(message)s")
     try:

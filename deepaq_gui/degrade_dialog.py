@@ -46,9 +46,10 @@ Job = tuple[str, dict[str, Any]]
 
 # Units as they may appear in a file name ("kbit/s" has a slash); "" = the value alone.
 _FILE_UNITS = {"kbit/s": "kbps", "Hz": "Hz", "dB": "dB", "bits": "bit", "bands": "bands",
-               "fraction of samples": "", "0..1": ""}
+               "fraction of samples": "", "0..1": "", "fraction of frames": "", "linear gain": "", "s": "s",
+               "dB re peak": "dB", "%": "pct", "speed factor": "x"}
 # Units that read well after the value in a label ("mp3 64 kbit/s"); others read "param=value".
-_LABEL_UNITS = {"kbit/s", "Hz", "dB", "bits", "bands"}
+_LABEL_UNITS = {"kbit/s", "Hz", "dB", "bits", "bands", "s", "dB re peak", "%"}
 _DEFAULT_PICKS = 3  # ladder rungs checked when a family is selected: mildest, middle, worst
 
 

@@ -5,6 +5,7 @@ Signals are float32 numpy arrays ``[C, N]`` (full scale 1.0) with their sample r
     from deepaq_core.degrade import degrade, degrade_file, FAMILIES
     y, info = degrade(x, 48000, "mp3", bitrate_kbps=64)        # real codec, delay-compensated
     y, info = degrade(x, 48000, "lowpass", cutoff_hz=4000)
+    y, info = degrade(x, 48000, "packet_loss", loss_rate=0.05, mode="conceal", seed=0)
     info = degrade_file("clean.flac", "noisy.wav", "white_noise", snr_db=20)
 
 Families, their ladders and label formulas: :data:`FAMILIES` and docs/DEGRADATIONS.md.
@@ -21,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from .codecs import CODECS, available_codecs, codec_unavailable_reason, encode_decode
+from .effects import bandpass, compression, echo, interference, mnru, packet_loss, reverb, time_warp, wow_flutter
 from .errors import CodecError, DegradationError, EncoderMissing
 from .families import (
     FAMILIES,
@@ -56,19 +58,20 @@ def degrade_file(
         rate.
     output_path : str or os.PathLike
         ``.wav`` (32-bit float) or ``.flac`` (24-bit, samples beyond full scale clipped, which is
-        logged and counted in ``info["clipped_samples"]``). Same rate, channels and length as
-        the input. Parent folders must exist.
+        logged and counted in ``info["clipped_samples"]``). Same rate and channels as the input,
+        and the same length unless the degradation changes time by design (``time_warp``,
+        ``packet_loss`` with ``mode="delete"``). Parent folders must exist.
     kind : str
         Degradation family or kind, as for :func:`degrade`.
     **params
-        Its parameters. For ``"separation"``, ``interferer`` may also be a path; it is loaded at
-        the input's rate and mixed to mono unless its channel count matches.
+        Its parameters. For ``"separation"`` and ``"interferer"``, ``interferer`` may also be a
+        path; it is loaded at the input's rate and mixed to mono unless its channel count matches.
 
     Returns
     -------
     dict
         :func:`degrade`'s info plus ``input``, ``output``, ``sample_rate`` (Hz), ``channels``,
-        ``frames`` and ``clipped_samples``.
+        ``frames`` (of the input), ``output_frames`` and ``clipped_samples``.
 
     Raises
     ------
@@ -114,6 +117,7 @@ def degrade_file(
         sample_rate=int(buf.sample_rate),
         channels=int(buf.channels),
         frames=int(buf.num_samples),
+        output_frames=int(y.shape[-1]),
         clipped_samples=clipped,
     )
     return info
@@ -128,23 +132,32 @@ __all__ = [
     "EncoderMissing",
     "Family",
     "available_codecs",
+    "bandpass",
     "bitdepth",
     "clipping",
     "codec_unavailable_reason",
     "combine",
+    "compression",
     "degrade",
     "degrade_file",
+    "echo",
     "encode_decode",
     "get_family",
     "hybrid_labels",
+    "interference",
     "isotonic",
     "logmel_distance",
     "lowpass",
     "make_ladder",
+    "mnru",
     "noise",
     "normalise_loudness",
+    "packet_loss",
     "pre_echo",
+    "reverb",
     "separation",
     "spectral_holes",
     "teacher_label",
+    "time_warp",
+    "wow_flutter",
 ]

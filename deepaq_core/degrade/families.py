@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from . import synthetic
+from . import effects, synthetic
 from .codecs import CODECS, encode_decode
 from .errors import DegradationError
 from .teacher import logmel_distance
@@ -71,6 +71,10 @@ class Family:
         Other keyword arguments passed to ``func`` unless the caller gives them.
     description : str
         One line for tables and ``--help``.
+    time_aligned : bool
+        True when every rung has the input's length and is sample-aligned with it; False for
+        families that change time by design (``time_warp``: shorter or longer; ``wow_flutter``:
+        same length, samples moved back and forth by milliseconds).
     """
 
     name: str
@@ -83,6 +87,7 @@ class Family:
     label_fn: Callable[[float], float]
     defaults: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    time_aligned: bool = True
 
     def label(self, value: float) -> float:
         """``param``-mode surrogate label of one parameter value, in [0, 1] (0 = clean)."""
@@ -187,6 +192,43 @@ def _build() -> dict[str, Family]:
         Family("separation", "signal", _separation, "quality", "0..1",
                (0.9, 0.8, 0.6, 0.4, 0.2, 0.0), "1 - quality", _linear(1, 0),
                description="imperfect time-frequency mask on target + interferer (bleed, musical noise)"),
+        Family("packet_loss", "signal", effects.packet_loss, "loss_rate", "fraction of frames",
+               (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5), "log(1 + 100 r) / log(51)",
+               lambda r: math.log1p(100 * max(r, 0.0)) / math.log(51),
+               defaults={"frame_ms": 20.0, "mode": "conceal"},
+               description="20 ms frames lost at random, gaps concealed (or silent, deleted, repeated)"),
+        Family("echo", "signal", effects.echo, "gain", "linear gain",
+               (0.05, 0.1, 0.2, 0.3, 0.5, 0.7), "g / 0.7", _linear(0, 0.7),
+               defaults={"delay_ms": 100.0, "feedback": False},
+               description="one delayed copy of the signal (or a feedback train of them)"),
+        Family("reverb", "signal", effects.reverb, "rt60_s", "s",
+               (0.05, 0.1, 0.2, 0.3, 0.5, 0.8, 1.2, 2.0), "log(rt60 / 0.025) / log(80)",
+               lambda t: math.log(t / 0.025) / math.log(80) if t > 0 else 0.0,
+               defaults={"wet": 0.3},
+               description="convolution with exponentially decaying noise (diffuse room reverberation)"),
+        Family("interferer", "signal", effects.interference, "sir_db", "dB",
+               (30, 25, 20, 15, 10, 5, 0), "(40 - sir) / 40", _linear(40, 0),
+               description="a competing source mixed in at an exact signal-to-interference ratio"),
+        Family("bandpass", "signal", effects.bandpass, "high_hz", "Hz",
+               (14000, 10000, 7000, 5000, 3400, 2500), "log(20000/fh) / log(8)",
+               _log_ratio(20000, 2500),
+               description="telephone-like band limit (300-3400 Hz at 3400; 50 Hz low edge above 4 kHz)"),
+        Family("mnru", "signal", effects.mnru, "q_db", "dB",
+               (45, 35, 25, 15, 5), "(55 - q) / 50", _linear(55, 5),
+               description="ITU-T P.810 modulated noise: x + x 10^(-Q/20) n"),
+        Family("compression", "signal", effects.compression, "threshold_db", "dB re peak",
+               (-2, -4, -6, -9, -12, -15, -18), "-t / 18", _linear(0, -18),
+               defaults={"ratio": 8.0, "attack_ms": 1.0, "release_ms": 100.0, "lookahead_ms": 5.0, "makeup": True},
+               description="look-ahead compressor, 8:1, 1/100 ms, loudness restored by make-up gain"),
+        Family("wow_flutter", "signal", effects.wow_flutter, "depth", "%",
+               (0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0), "log(1 + d / 0.05) / log(41)",
+               lambda d: math.log1p(max(d, 0.0) / 0.05) / math.log(41),
+               defaults={"rate_hz": 1.0}, time_aligned=False,
+               description="sinusoidal speed (and pitch) modulation, 1 Hz, like an uneven tape drive"),
+        Family("time_warp", "signal", effects.time_warp, "factor", "speed factor",
+               (1.0025, 1.005, 1.01, 1.02, 1.03, 1.05), "|ln f| / ln(1.05)",
+               lambda f: abs(math.log(f)) / math.log(1.05) if f > 0 else 1.0, time_aligned=False,
+               description="constant playback speed change: duration and pitch together (soxr)"),
     ]  # fmt: skip
     return {f.name: f for f in fams}
 
@@ -250,7 +292,9 @@ def degrade(x: np.ndarray, sr: int, kind: str, **params: Any) -> tuple[np.ndarra
     Returns
     -------
     y : numpy.ndarray
-        float32, same shape as ``x``, time-aligned with it.
+        float32, same shape as ``x``, time-aligned with it, except where a family changes time
+        by design (:attr:`Family.time_aligned` False, and ``packet_loss`` with
+        ``mode="delete"``, which is shorter).
     info : dict
         ``kind``, ``params`` (as applied), ``label`` (``param``-mode label when ``kind`` is a
         family and its parameter was given, else None), plus what the function reports.
@@ -399,7 +443,8 @@ def make_ladder(
     Returns
     -------
     list of dict
-        One per version, mildest first: ``audio`` (float32 ``[C, N]``), ``param`` (value, None
+        One per version, mildest first: ``audio`` (float32 ``[C, N]``; another length for
+        ``time_warp`` and ``packet_loss`` with ``mode="delete"``), ``param`` (value, None
         for the clean one), ``label``, ``teacher_db`` (dB; None for the rungs in ``param`` mode,
         0 for the clean version) and ``info``.
     """

@@ -411,9 +411,9 @@ class GroupMaker:
         params: dict[str, Any] = {fam.param: value}
         if _takes_seed(family):
             params["seed"] = seed
-        if family == "separation":
-            # Another excerpt (usually of another file) as the interferer, as the family asks of a
-            # training set; same channel layout and length.
+        if family in ("separation", "interferer"):
+            # Another excerpt (usually of another file) as the interferer, as the families ask of
+            # a training set; same channel layout and length.
             other, _, _ = self.excerpt(rng)
             params["interferer"] = other
         y, _ = degrade(x, self.data.generation_rate, family, **params)

@@ -190,7 +190,10 @@ def test_teacher_distance_increases_along_signal_ladders(x, name):
     assert all(np.diff(distances) > 0), (name, np.round(distances, 3))
     labels = [it["label"] for it in items]
     assert all(np.diff(labels) > 0) and labels[0] == 0.0 and labels[-1] < 1.0
-    assert all(it["audio"].shape == x.shape for it in items)
+    if FAMILIES[name].time_aligned:
+        assert all(it["audio"].shape == x.shape for it in items)
+    else:  # changes time by design; lengths are checked in test_degrade_families.py
+        assert all(it["audio"].shape[0] == x.shape[0] for it in items)
 
 
 @pytest.mark.parametrize("color", ["white", "pink"])
