@@ -1,0 +1,184 @@
+"""The built-in auditory model: front end, disturbance distance, time following, robust gain, scale ends."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.signal
+import torch
+
+from deepaq_core.audio import AudioBuffer
+from deepaq_core.audio.loudness import integrated_loudness, robust_matching_gain_db
+from deepaq_core.distance import DistanceSpec, loudness_disturbance, power_mean, window_power_means
+from deepaq_core.model.auditory import AuditoryBackbone, AuditoryConfig, auditory_bands, band_count
+from deepaq_core.scoring import ScoreSettings, Scorer
+from deepaq_core.timewarp import follow_time
+from tests.conftest import lowpass, music_like
+
+SR = 48000
+
+
+@pytest.fixture(scope="module")
+def backbone():
+    return AuditoryBackbone()
+
+
+@pytest.fixture(scope="module")
+def scorer():
+    return Scorer(device="cpu")
+
+
+def _buf(x: np.ndarray) -> AudioBuffer:
+    return AudioBuffer(np.asarray(x, np.float32)[None, :], SR, None)
+
+
+def _sine(f: float, level_db: float, seconds: float = 1.0) -> np.ndarray:
+    t = np.arange(int(seconds * SR)) / SR
+    return (np.sqrt(2) * 10 ** (level_db / 20) * np.sin(2 * np.pi * f * t)).astype(np.float32)
+
+
+# -- front end -------------------------------------------------------------------------------
+def test_front_end_shapes_and_bands(backbone):
+    cfg = AuditoryConfig()
+    assert backbone.hidden_size == band_count(cfg) == auditory_bands(cfg)["centre_hz"].size
+    fc = auditory_bands(cfg)["centre_hz"]
+    assert fc[0] == pytest.approx(cfg.f_min, rel=1e-6) and 19000 < fc[-1] <= cfg.f_max
+    n = SR  # 1 s
+    states = backbone(torch.zeros(2, n))
+    assert len(states) == backbone.num_hidden_states == 2
+    assert states[1].shape == (2, backbone.num_frames(n), backbone.hidden_size)
+    assert torch.all(states[1] == 0)  # silence is below every band's threshold
+
+
+def test_sine_excites_its_band_and_louder_is_louder(backbone):
+    fc = backbone.centre_hz
+    for f in (250.0, 1000.0, 4000.0, 15000.0):
+        loud = backbone(torch.from_numpy(_sine(f, -20.0))[None])[1][0].mean(0).numpy()
+        assert abs(fc[int(np.argmax(loud))] - f) / f < 0.08, f
+    quiet = backbone(torch.from_numpy(_sine(1000, -40.0))[None])[1][0].sum(-1).mean()
+    loud = backbone(torch.from_numpy(_sine(1000, -20.0))[None])[1][0].sum(-1).mean()
+    # Zwicker's law: +20 dB is about 2^(20/10 * 0.23 / 0.3) ~ 2.9x the loudness, not 10x.
+    assert 2.0 < float(loud / quiet) < 5.0
+
+
+def test_full_band_sees_above_12_khz(backbone):
+    x = (0.03 * np.random.default_rng(3).normal(size=2 * SR)).astype(np.float32)  # white noise, -30 dBFS
+    y = lowpass(x, SR, 16000)
+    nx = backbone(torch.from_numpy(x)[None])[1][0].numpy()
+    ny = backbone(torch.from_numpy(y)[None])[1][0].numpy()
+    top = backbone.centre_hz > 17000
+    assert nx[:, top].mean() > 1.5 * ny[:, top].mean()  # (masking spreads some energy upwards)
+
+
+# -- distance --------------------------------------------------------------------------------
+def test_disturbance_equals_a_naive_loop():
+    rng = np.random.default_rng(0)
+    ref = rng.gamma(2.0, 0.3, size=(7, 11))
+    deg = np.maximum(ref + rng.normal(0, 0.3, size=ref.shape), 0)
+    spec = DistanceSpec(type="loudness_disturbance", mask=0.1, weight_added=1.0, weight_missing=0.5, band_p=2.0)
+    got = loudness_disturbance(ref, deg, spec)
+    for t in range(ref.shape[0]):
+        acc = 0.0
+        for k in range(ref.shape[1]):
+            r, d = ref[t, k], deg[t, k]
+            v = max(abs(d - r) - 0.1 * min(r, d), 0.0) * (1.0 if d > r else 0.5)
+            acc += v**2
+        assert got[t] == pytest.approx((acc / ref.shape[1]) ** 0.5, rel=1e-12)
+
+
+def test_window_power_means_match_direct_computation():
+    rng = np.random.default_rng(1)
+    fd = rng.random(100)
+    starts = np.array([0, 10, 37, 80])
+    got = window_power_means(fd, starts, 30, 100, 4.0)
+    want = [np.mean(fd[s : min(s + 30, 100)] ** 4) ** 0.25 for s in starts]
+    np.testing.assert_allclose(got, want, rtol=1e-10)
+    assert power_mean(np.array([1.0, 1.0, 4.0]), 4.0) > np.mean([1.0, 1.0, 4.0])
+
+
+# -- time following --------------------------------------------------------------------------
+def test_follow_time_recovers_dropped_frames():
+    rng = np.random.default_rng(2)
+    ref = rng.normal(size=(300, 8))
+    deg = np.concatenate([ref[:100], ref[112:], rng.normal(size=(12, 8))])  # 12 frames missing at 100
+    warp = follow_time(ref, deg, band=40, penalty=0.5)
+    assert warp.dropped_frames - warp.inserted_frames == 12 and warp.inserted_frames <= 1  # the tail is free
+    assert np.array_equal(warp.path[:100], np.arange(100))
+    # Where within the lost stretch the path waits is arbitrary (those reference frames have no
+    # counterpart); after it, every frame finds its own again.
+    assert np.array_equal(warp.path[118:280], np.arange(106, 268))
+    ident = follow_time(ref, ref, band=40, penalty=0.5)
+    assert ident.dropped_frames == ident.inserted_frames == 0 and np.array_equal(ident.path, np.arange(300))
+
+
+def test_follow_time_recovers_inserted_frames():
+    rng = np.random.default_rng(3)
+    ref = rng.normal(size=(200, 8))
+    deg = np.concatenate([ref[:50], rng.normal(size=(6, 8)), ref[50:]])[:200]  # 6 frames inserted at 50
+    warp = follow_time(ref, deg, band=30, penalty=0.5)
+    assert warp.inserted_frames == 6
+    assert np.array_equal(warp.path[60:190], np.arange(66, 196))
+
+
+# -- loudness matching -----------------------------------------------------------------------
+def test_median_gain_ignores_a_local_burst_and_matches_a_global_change():
+    x = music_like(10.0, SR, seed=4)[:, 0][None, :]
+    y = x.copy()
+    y[:, 5 * SR : 5 * SR + int(0.3 * SR)] *= 10.0  # a 0.3 s burst, +20 dB
+    gain, _, _, method = robust_matching_gain_db(x, y, SR)
+    integrated = integrated_loudness(x, SR) - integrated_loudness(y, SR)
+    assert method == "median" and abs(gain) < 0.05 and integrated < -1.0
+    gain, _, _, _ = robust_matching_gain_db(x, x * 0.5, SR)
+    assert gain == pytest.approx(20 * np.log10(2), abs=0.01)
+
+
+# -- the scale, end to end -------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def music():
+    return music_like(10.0, SR, seed=5)[:, 0]
+
+
+def test_inaudible_changes_score_as_transparent(scorer, music):
+    x = music
+    shifted = np.imag(scipy.signal.hilbert(x)).astype(np.float32)  # constant 90-degree phase shift
+    for name, y in {"same": x, "+0.5 dB": x * 10 ** (0.5 / 20), "1 ms delay": np.concatenate([np.zeros(48), x])[: x.size],
+                    "90-degree phase": shifted}.items():
+        r = scorer.score(_buf(x), _buf(y))
+        assert r.score >= 95.0, (name, r.score)
+
+
+def test_bandwidth_ladder_and_unrelated_music(scorer, music):
+    x = music
+    s16, s7, s35 = (scorer.score(_buf(x), _buf(lowpass(x, SR, fc))).score for fc in (16000, 7000, 3500))
+    assert 100.0 > s16 > s7 > s35  # full band: a 16 kHz low-pass is seen, and ranks above 7 kHz
+    unrelated = scorer.score(_buf(x), _buf(music_like(10.0, SR, seed=11)[:, 0])).score
+    assert unrelated < s35
+
+
+def test_clipping_burst_stays_where_it_is(scorer, music):
+    x = music
+    y = x.copy()
+    seg = slice(5 * SR, 5 * SR + int(0.3 * SR))
+    peak = np.abs(x[seg]).max()
+    y[seg] = np.clip(x[seg] * 4, -peak * 0.5, peak * 0.5)
+    r = scorer.score(_buf(x), _buf(y))
+    has = (r.curve.start_s <= 5.3) & (r.curve.end_s >= 5.0)
+    assert has[int(np.argmin(r.curve.score))]
+    assert r.curve.score[~has].min() >= 97.0
+    assert r.gain_method == "median" and abs(r.gain_db) < 0.05
+
+
+def test_dropped_time_is_followed_and_reported(music):
+    x = music
+    keep = np.ones(x.size, bool)
+    for t0 in (2.0, 4.5, 7.0):
+        keep[int(t0 * SR) : int(t0 * SR) + int(0.04 * SR)] = False
+    y = x[keep]
+    follow = Scorer(device="cpu", settings=ScoreSettings(follow_time=True)).score(_buf(x), _buf(y))
+    rigid = Scorer(device="cpu", settings=ScoreSettings(follow_time=False)).score(_buf(x), _buf(y))
+    assert follow.time_dropped_s == pytest.approx(0.12, abs=0.03)
+    assert rigid.time_dropped_s == 0.0 and rigid.local_lag_s is None
+    assert follow.score > rigid.score + 10
+    lag = follow.local_lag_s[np.isfinite(follow.local_lag_s)]
+    # degraded[n + lag] ~ reference[n]: the degraded file runs 0.12 s early by the end
+    assert lag[-1] - lag[0] == pytest.approx(-0.12, abs=0.03)
