@@ -184,6 +184,10 @@ class QualityResult:
             "offset_ms": round(self.alignment.lag_ms, 3),
             "offset_samples": self.alignment.lag_native_samples,
             "offset_estimated": self.alignment.estimated,
+            "offset_confidence": (round(self.alignment.confidence, 4)
+                                  if math.isfinite(self.alignment.confidence) else None),
+            "offset_inverted": self.alignment.inverted,
+            "offset_at_edge": self.alignment.at_edge,
             "gain_db": round(self.gain_db, 3),
             "overlap_s": [round(self.overlap_start_s, 4), round(self.overlap_end_s, 4)],
             "trimmed_reference_s": round(self.trimmed_reference_s, 4),
