@@ -16,12 +16,37 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from deepaq_core import __version__
-from deepaq_core.errors import DeePAQError
+from deepaq_core.errors import AudioError, DeePAQError, InputFileError, OptionError
+from deepaq_core.validation import check_number, check_output_paths, check_readable_file
 
 log = logging.getLogger("deepaq")
 
 BATCH_COLUMNS = ["reference", "degraded", "score", "distance", "offset_ms", "gain_db", "model", "error"]
+DEBUG_HELP = "show tracebacks and debug logging"
+# Longest quality-curve window or hop accepted, seconds.
+MAX_WINDOW_S = 3600.0
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".m4a", ".aac", ".opus", ".aif", ".aiff", ".wma", ".mp4"}
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line on stderr (exit code 2)."""
+
+    def error(self, message: str):  # noqa: D102 - argparse API
+        self.exit(2, f"deepaq: error: {message} (see '{self.prog} --help').\n")
+
+
+class _ListFamilies(argparse.Action):
+    """``deepaq degrade --list``: answered before the required arguments are checked."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        raise _ListRequested
+
+
+class _ListRequested(Exception):
+    """Raised while parsing ``degrade --list``; main() prints the families."""
 
 
 class _Bar:
@@ -61,11 +86,11 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--window", type=float, default=3.0, help="quality-curve window, seconds (default 3)")
     g.add_argument("--hop", type=float, default=0.5, help="quality-curve hop, seconds (default 0.5)")
     g.add_argument("--progress", action="store_true", help="show a progress bar even when stderr is not a terminal")
-    g.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
+    g.add_argument("--debug", action="store_true", help=DEBUG_HELP)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="deepaq",
         description="DeePAQ perceptual audio quality: scores (0-100, 100 = indistinguishable from the "
         "reference) from learned embedding distances.",
@@ -96,23 +121,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("models", help="list the model ladder and what is available here")
     p.add_argument("--json", action="store_true", help="print as JSON")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.add_argument("--debug", action="store_true", help=DEBUG_HELP)
 
     p = sub.add_parser("degrade", help="make a degraded version of a file (real codecs, filters, noise, ...)",
                        description="Write a degraded version of INPUT; prints what was applied as JSON. "
                        "Families and their parameters: 'deepaq degrade --list'. Any parameter of the family "
                        "can also be given as --NAME VALUE, e.g. --loss_rate 0.1 --mode delete.")
-    p.add_argument("input", nargs="?", help="clean audio file")
-    p.add_argument("-o", "--output", help="output file (.wav: 32-bit float, .flac: 24-bit)")
-    p.add_argument("--kind", help="degradation family, e.g. mp3, aac, opus, lowpass, white_noise, separation")
+    p.add_argument("input", help="clean audio file")
+    p.add_argument("--kind", required=True,
+                   help="degradation family, e.g. mp3, aac, opus, lowpass, white_noise, separation")
+    p.add_argument("-o", "--output", required=True,
+                   help="output file (.wav: 32-bit float, .flac: 24-bit); never one of the inputs")
     p.add_argument("--bitrate", type=float, help="codec bitrate, kbit/s (bitrate_kbps)")
     p.add_argument("--cutoff", type=float, help="low-pass cutoff, Hz (cutoff_hz)")
     p.add_argument("--snr", type=float, help="signal-to-noise ratio, dB (snr_db)")
     p.add_argument("--value", type=float, help="the family's main intensity parameter")
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                    help="any other parameter of the family (repeatable)")
-    p.add_argument("--list", action="store_true", help="list the families, their parameters and ladders")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.add_argument("--list", action=_ListFamilies, help="list the families, their parameters and ladders, and exit")
+    p.add_argument("--debug", action="store_true", help=DEBUG_HELP)
 
     p = sub.add_parser("gui", help="open the desktop app (same options as deepaq-gui)", add_help=False)
     p.add_argument("gui_args", nargs=argparse.REMAINDER)
@@ -137,13 +164,27 @@ def _extensions():
     return out
 
 
+def _check_options(args: argparse.Namespace) -> None:
+    """Validate the numeric model and signal options before any work starts."""
+    if args.offset_ms is not None:
+        args.offset_ms = check_number(args.offset_ms, "--offset-ms", unit="milliseconds")
+    args.window = check_number(args.window, "--window", low=0, low_open=True, high=MAX_WINDOW_S, unit="seconds")
+    args.hop = check_number(args.hop, "--hop", low=0, low_open=True, high=MAX_WINDOW_S, unit="seconds")
+
+
+def _check_audio_inputs(paths: Sequence[str]) -> None:
+    """Each input exists and is a readable file (decoding problems are found when it is read)."""
+    for path in paths:
+        check_readable_file(path, error=AudioError)
+
+
 def _settings(args: argparse.Namespace):
     from deepaq_core.scoring import ScoreSettings
 
-    if args.window <= 0 or args.hop <= 0:
-        raise DeePAQError("--window and --hop must be positive numbers of seconds.")
+    _check_options(args)
+    # max_lag_s=None: the automatic search range, max(10 s, 25 % of the longer file).
     return ScoreSettings(align=not args.no_align, lag_ms=args.offset_ms, match_loudness=not args.no_match_loudness,
-                         channels=args.channels, window_s=args.window, hop_s=args.hop)
+                         channels=args.channels, window_s=args.window, hop_s=args.hop, max_lag_s=None)
 
 
 def _scorer(args: argparse.Namespace):
@@ -157,51 +198,76 @@ def _status_note(info) -> None:
         print(f"deepaq: note: model '{info.name}' is {info.status_note}; see its card.", file=sys.stderr)
 
 
+def _fixed(value: float, decimals: int) -> float:
+    """``value`` rounded for display, with -0.0 (e.g. an offset of -0.001 ms) turned into 0.0."""
+    return round(value, decimals) + 0.0
+
+
+def _write_text(path: str, what: str, write, newline: str | None = None) -> None:
+    """Write a text output with ``write(file)``, turning an OS error into one sentence."""
+    try:
+        with open(path, "w", newline=newline, encoding="utf-8") as f:
+            write(f)
+    except OSError as exc:
+        reason = (exc.strerror or type(exc).__name__).rstrip(".").lower()
+        raise DeePAQError(f"The {what} '{os.path.basename(path)}' could not be written: {reason}.") from None
+
+
 def cmd_score(args: argparse.Namespace) -> int:
+    _check_options(args)
+    _check_audio_inputs([args.reference, *args.degraded])
+    outputs = check_output_paths({"--frames file": args.frames}, inputs=[args.reference, *args.degraded])
     scorer = _scorer(args)
-    _status_note(scorer.info)
     bar = _Bar(args.progress or sys.stderr.isatty())
     try:
         results = scorer.score_many(args.reference, args.degraded, progress=bar)
     finally:
         bar.close()
     if args.frames:
-        with open(args.frames, "w", encoding="utf-8") as f:
+        def write_frames(f) -> None:
             for r in results:
                 for k, d in enumerate(r.frame_distance):
                     if d == d:  # skip NaN (outside the aligned overlap)
                         f.write(json.dumps({"degraded": r.degraded.path, "frame": k,
                                             "time_s": round(k / r.frame_rate, 5), "distance": round(float(d), 6)}) + "\n")
+
+        _write_text(outputs["--frames file"], "--frames file", write_frames)
+    _status_note(scorer.info)
     if args.json:
         print(json.dumps([r.to_dict() for r in results], indent=2))
         return 0
     print(f"model: {results[0].model.label}   scale: {results[0].score_scale}")
     print(f"{'score':>7} {'distance':>9} {'offset_ms':>10} {'gain_db':>8}  degraded")
     for r in results:
-        print(f"{r.score:7.2f} {r.distance:9.5f} {r.alignment.lag_ms:10.2f} {r.gain_db:8.2f}  {r.degraded.path}")
+        print(f"{_fixed(r.score, 2):7.2f} {_fixed(r.distance, 5):9.5f} {_fixed(r.alignment.lag_ms, 2):10.2f} "
+              f"{_fixed(r.gain_db, 2):8.2f}  {r.degraded.path}")
     return 0
 
 
 def _read_batch(args: argparse.Namespace) -> list[tuple[str, str]]:
-    path = Path(args.batch_input_csv or args.batch_input_jsonl)
-    if not path.is_file():
-        raise DeePAQError(f"Batch input '{path}' not found.")
+    path = Path(check_readable_file(args.batch_input_csv or args.batch_input_jsonl, error=InputFileError))
     base = path.parent
     rows: list[tuple[str, str]] = []
 
-    def resolve(p: str) -> str:
-        q = Path(p).expanduser()
+    def resolve(p: object, where: str, key: str) -> str:
+        if not isinstance(p, str) or not p.strip():
+            raise InputFileError(f"{where} of '{path.name}' has no '{key}' file name.")
+        q = Path(p.strip()).expanduser()
         return str(q if q.is_absolute() else base / q)
 
     try:
         if args.batch_input_csv:
             with open(path, newline="", encoding="utf-8-sig") as f:
                 reader = csv.DictReader(f)
-                cols = {c.strip().lower(): c for c in (reader.fieldnames or [])}
+                cols = {c.strip().lower(): c for c in (reader.fieldnames or []) if c is not None}
                 if "reference" not in cols or "degraded" not in cols:
-                    raise DeePAQError(f"Batch input '{path.name}' needs the columns 'reference' and 'degraded'.")
+                    raise InputFileError(f"Batch input '{path.name}' needs the columns 'reference' and 'degraded'.")
                 for row in reader:
-                    rows.append((resolve(row[cols["reference"]].strip()), resolve(row[cols["degraded"]].strip())))
+                    if not any((v or "").strip() for v in row.values() if isinstance(v, str)):
+                        continue  # a blank line
+                    where = f"Line {reader.line_num}"
+                    rows.append((resolve(row.get(cols["reference"]), where, "reference"),
+                                 resolve(row.get(cols["degraded"]), where, "degraded")))
         else:
             with open(path, encoding="utf-8") as f:
                 for n, line in enumerate(f, 1):
@@ -209,21 +275,30 @@ def _read_batch(args: argparse.Namespace) -> list[tuple[str, str]]:
                         continue
                     try:
                         obj = json.loads(line)
-                        rows.append((resolve(obj["reference"]), resolve(obj["degraded"])))
+                        ref, deg = obj["reference"], obj["degraded"]
                     except (ValueError, KeyError, TypeError):
-                        raise DeePAQError(
+                        raise InputFileError(
                             f"Line {n} of '{path.name}' is not a JSON object with 'reference' and 'degraded'.") from None
+                    rows.append((resolve(ref, f"Line {n}", "reference"), resolve(deg, f"Line {n}", "degraded")))
     except UnicodeDecodeError:
-        raise DeePAQError(f"Batch input '{path.name}' is not a UTF-8 text file.") from None
+        raise InputFileError(f"Batch input '{path.name}' is not a UTF-8 text file.") from None
+    except csv.Error as exc:
+        raise InputFileError(f"Batch input '{path.name}' is not a readable CSV file ({exc}).") from None
+    except OSError as exc:
+        reason = (exc.strerror or type(exc).__name__).rstrip(".").lower()
+        raise InputFileError(f"Cannot read '{path.name}': {reason}.") from None
     if not rows:
-        raise DeePAQError(f"Batch input '{path.name}' lists no pairs.")
+        raise InputFileError(f"Batch input '{path.name}' lists no pairs.")
     return rows
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
+    _check_options(args)
     rows = _read_batch(args)
+    batch_input = args.batch_input_csv or args.batch_input_jsonl
+    outputs = check_output_paths({"--results-csv file": args.results_csv, "--results-jsonl file": args.results_jsonl},
+                                 inputs=[batch_input, *{p for pair in rows for p in pair}])
     scorer = _scorer(args)
-    _status_note(scorer.info)
     bar = _Bar(args.progress or sys.stderr.isatty())
     out_rows: list[dict] = []
     failures = 0
@@ -233,8 +308,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
                "model": scorer.info.label, "error": ""}
         try:
             r = scorer.score(ref, deg)
-            row.update(score=round(r.score, 4), distance=round(r.distance, 6), offset_ms=round(r.alignment.lag_ms, 3),
-                       gain_db=round(r.gain_db, 3))
+            row.update(score=_fixed(r.score, 4), distance=_fixed(r.distance, 6),
+                       offset_ms=_fixed(r.alignment.lag_ms, 3), gain_db=_fixed(r.gain_db, 3))
         except DeePAQError as exc:
             failures += 1
             row["error"] = str(exc)
@@ -242,15 +317,18 @@ def cmd_batch(args: argparse.Namespace) -> int:
         out_rows.append(row)
         bar((i + 1) / len(rows), os.path.basename(deg))
     bar.close()
+    _status_note(scorer.info)
+
+    def write_csv(f) -> None:
+        w = csv.DictWriter(f, fieldnames=BATCH_COLUMNS)
+        w.writeheader()
+        w.writerows(out_rows)
+
     if args.results_csv:
-        with open(args.results_csv, "w", newline="", encoding="utf-8") as f:
-            w = csv.DictWriter(f, fieldnames=BATCH_COLUMNS)
-            w.writeheader()
-            w.writerows(out_rows)
+        _write_text(outputs["--results-csv file"], "--results-csv file", write_csv, newline="")
     if args.results_jsonl:
-        with open(args.results_jsonl, "w", encoding="utf-8") as f:
-            for row in out_rows:
-                f.write(json.dumps(row) + "\n")
+        _write_text(outputs["--results-jsonl file"], "--results-jsonl file",
+                    lambda f: f.writelines(json.dumps(row) + "\n" for row in out_rows))
     if not args.results_csv and not args.results_jsonl:
         w = csv.DictWriter(sys.stdout, fieldnames=BATCH_COLUMNS)
         w.writeheader()
@@ -263,6 +341,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
 
 def cmd_nmr(args: argparse.Namespace) -> int:
+    _check_options(args)
+    _check_audio_inputs(args.degraded)
     clean_dir = Path(args.clean)
     if not clean_dir.is_dir():
         raise DeePAQError(f"Clean-recordings folder '{clean_dir}' not found.")
@@ -270,19 +350,19 @@ def cmd_nmr(args: argparse.Namespace) -> int:
     if not clean:
         raise DeePAQError(f"Folder '{clean_dir}' holds no audio files to use as clean recordings.")
     scorer = _scorer(args)
-    _status_note(scorer.info)
     bar = _Bar(args.progress or sys.stderr.isatty())
     try:
         results = [scorer.nmr(d, clean, progress=bar) for d in args.degraded]
     finally:
         bar.close()
+    _status_note(scorer.info)
     if args.json:
         print(json.dumps([r.to_dict() for r in results], indent=2))
         return 0
     print(f"model: {results[0].model.label}   NMR distance to {len(clean)} clean recordings (lower = closer to clean)")
     print(f"{'nmr_distance':>12}  file")
     for r in results:
-        print(f"{r.distance:12.5f}  {r.degraded.path}")
+        print(f"{_fixed(r.distance, 5):12.5f}  {r.degraded.path}")
     return 0
 
 
@@ -320,10 +400,10 @@ def _named_params(tokens: Sequence[str]) -> dict:
         token = tokens[i]
         name, eq, value = token[2:].partition("=")
         if not token.startswith("--") or not name:
-            raise DeePAQError(f"'{token}' is not understood; give parameters as --NAME VALUE or --param NAME=VALUE.")
+            raise OptionError(f"'{token}' is not understood; give parameters as --NAME VALUE or --param NAME=VALUE.")
         if not eq:
             if i + 1 >= len(tokens) or (tokens[i + 1].startswith("--") and len(tokens[i + 1]) > 2):
-                raise DeePAQError(f"The option '{token}' needs a value.")
+                raise OptionError(f"The option '{token}' needs a value.")
             value = tokens[i + 1]
             i += 1
         params[name.replace("-", "_")] = _number(value)
@@ -331,38 +411,54 @@ def _named_params(tokens: Sequence[str]) -> dict:
     return params
 
 
+def cmd_degrade_list() -> int:
+    """``deepaq degrade --list``: the families, their parameters, ladders and availability."""
+    from deepaq_core.degrade import FAMILIES, available_codecs, codec_unavailable_reason
+
+    tools = available_codecs()
+    rows = []
+    for name, fam in FAMILIES.items():
+        avail = "yes" if name not in tools or tools[name] else f"no: {codec_unavailable_reason(name)}"
+        rows.append((name, f"{fam.param} ({fam.unit})", ", ".join(f"{v:g}" for v in fam.ladder), avail))
+    header = ("family", "parameter", "ladder (mildest -> worst)", "available")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
+    for r in [header, *rows]:
+        print("  ".join(c.ljust(w) for c, w in zip(r[:3], widths)) + "  " + r[3])
+    return 0
+
+
 def cmd_degrade(args: argparse.Namespace) -> int:
-    from deepaq_core.degrade import FAMILIES, available_codecs, degrade_file
+    from deepaq_core.degrade import FAMILIES, degrade_file
 
-    if args.list:
-        from deepaq_core.degrade import codec_unavailable_reason
-
-        tools = available_codecs()
-        rows = []
-        for name, fam in FAMILIES.items():
-            avail = "yes" if name not in tools or tools[name] else f"no: {codec_unavailable_reason(name)}"
-            rows.append((name, f"{fam.param} ({fam.unit})", ", ".join(f"{v:g}" for v in fam.ladder), avail))
-        header = ("family", "parameter", "ladder (mildest -> worst)", "available")
-        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
-        for r in [header, *rows]:
-            print("  ".join(c.ljust(w) for c, w in zip(r[:3], widths)) + "  " + r[3])
-        return 0
-    if not args.input or not args.output or not args.kind:
-        raise DeePAQError("deepaq degrade needs INPUT, --kind and -o OUTPUT (see 'deepaq degrade --list').")
     if args.kind not in FAMILIES and args.kind != "noise":
-        raise DeePAQError(f"Unknown degradation '{args.kind}'; see 'deepaq degrade --list'.")
+        raise OptionError(f"Unknown degradation '{args.kind}'; see 'deepaq degrade --list'.")
     params: dict = {}
     for item in args.param:
         if "=" not in item:
-            raise DeePAQError(f"--param '{item}' is not NAME=VALUE.")
+            raise OptionError(f"--param '{item}' is not NAME=VALUE.")
         key, value = item.split("=", 1)
-        params[key.strip()] = _number(value.strip())
-    params.update(_named_params(getattr(args, "named_params", [])))
-    for opt, key in (("bitrate", "bitrate_kbps"), ("cutoff", "cutoff_hz"), ("snr", "snr_db")):
-        if getattr(args, opt) is not None:
-            params[key] = getattr(args, opt)
+        key = key.strip()
+        if not key:
+            raise OptionError(f"--param '{item}' has no parameter name before '='.")
+        number = _number(value.strip())
+        if isinstance(number, float):
+            number = check_number(number, f"--param {key}")
+        params[key] = number
+    for key, number in _named_params(getattr(args, "named_params", [])).items():
+        params[key] = check_number(number, f"--{key}") if isinstance(number, float) else number
+    for opt, key, positive in (("bitrate", "bitrate_kbps", True), ("cutoff", "cutoff_hz", True),
+                               ("snr", "snr_db", False)):
+        value = getattr(args, opt)
+        if value is not None:
+            params[key] = check_number(value, f"--{opt}", low=0 if positive else None, low_open=positive,
+                                       unit={"bitrate": "kbit/s", "cutoff": "Hz", "snr": "dB"}[opt])
     if args.value is not None:
-        params[FAMILIES[args.kind].param if args.kind in FAMILIES else "snr_db"] = args.value
+        params[FAMILIES[args.kind].param if args.kind in FAMILIES else "snr_db"] = check_number(args.value, "--value")
+    inputs = [args.input]
+    if isinstance(params.get("interferer"), str):
+        inputs.append(params["interferer"])
+    check_readable_file(args.input, error=AudioError)
+    check_output_paths({"output": args.output}, inputs=inputs)
     info = degrade_file(args.input, args.output, args.kind, **params)
     print(json.dumps(info, indent=2, default=str))
     return 0
@@ -393,9 +489,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"deepaq: error: {exc}", file=sys.stderr)
             return 2
     parser = build_parser()
-    args, unknown = parser.parse_known_args(argv)
-    if unknown and args.command != "degrade":
-        args = parser.parse_args(argv)  # the usual usage error for unknown options
+    try:
+        args, unknown = parser.parse_known_args(argv)
+        if unknown and args.command != "degrade":
+            args = parser.parse_args(argv)  # the usual usage error for unknown options
+    except _ListRequested:
+        return cmd_degrade_list()
     args.named_params = unknown
     debug = getattr(args, "debug", False)
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="deepaq: %(levelname)s: %(message)s")

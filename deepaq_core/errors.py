@@ -20,3 +20,15 @@ class ModelError(DeePAQError):
 
 class Cancelled(DeePAQError):
     """Long-running work was cancelled cooperatively by the caller."""
+
+
+class OptionError(DeePAQError):
+    """A user-supplied number or setting is not finite, out of range, or inconsistent."""
+
+
+class InputFileError(DeePAQError):
+    """A non-audio input (a batch list, a settings file) is missing, a folder, or unreadable."""
+
+
+class OutputPathError(DeePAQError):
+    """An output path cannot be written: missing folder, a directory, read-only, or an input file."""

@@ -211,6 +211,10 @@ class QualityResult:
             "offset_ms": round(self.alignment.lag_ms, 3),
             "offset_samples": self.alignment.lag_native_samples,
             "offset_estimated": self.alignment.estimated,
+            "offset_confidence": (round(self.alignment.confidence, 4)
+                                  if math.isfinite(self.alignment.confidence) else None),
+            "offset_inverted": self.alignment.inverted,
+            "offset_at_edge": self.alignment.at_edge,
             "gain_db": round(self.gain_db, 3),
             "gain_method": self.gain_method,
             "time_dropped_s": round(self.time_dropped_s, 4),

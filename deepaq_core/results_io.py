@@ -162,13 +162,14 @@ def _dec_file(d: dict) -> FileSummary:
 def _enc_alignment(a: Alignment) -> dict:
     return {"lag_samples": int(a.lag_samples), "lag_ms": _enc_float(a.lag_ms),
             "lag_native_samples": int(a.lag_native_samples), "estimated": bool(a.estimated),
-            "confidence": _enc_float(a.confidence)}
+            "confidence": _enc_float(a.confidence), "inverted": bool(a.inverted), "at_edge": bool(a.at_edge)}
 
 
 def _dec_alignment(d: dict) -> Alignment:
     return Alignment(lag_samples=int(d["lag_samples"]), lag_ms=_dec_float(d["lag_ms"]),
                      lag_native_samples=int(d["lag_native_samples"]), estimated=bool(d["estimated"]),
-                     confidence=_dec_float(d["confidence"]))
+                     confidence=_dec_float(d["confidence"]), inverted=bool(d.get("inverted", False)),
+                     at_edge=bool(d.get("at_edge", False)))
 
 
 def _enc_heatmap(h: Heatmap) -> dict:

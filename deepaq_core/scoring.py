@@ -63,7 +63,7 @@ class ScoreSettings:
     Attributes
     ----------
     align : bool
-        Estimate and compensate the degraded file's delay (up to ``max_lag_s``).
+        Estimate and compensate the degraded file's delay (up to ``max_lag_s``) and polarity.
     lag_ms : float or None
         Use this delay instead of estimating it (convention ``degraded[n + lag] ~ reference[n]``).
     match_loudness : bool
@@ -76,8 +76,8 @@ class ScoreSettings:
         Streaming chunk length and the context added on each side, seconds.
     heatmap_columns, matrix_size : int
         Maximum time bins of the layer heatmap and of the time x time matrix.
-    max_lag_s : float
-        Largest global delay searched, seconds.
+    max_lag_s : float or None
+        Largest global delay searched, seconds; None: max(10 s, 25 % of the longer file).
     follow_time : bool
         After the global alignment, follow local time changes (dropped or inserted time) with
         a warping path, for models whose card defines one (``local_alignment``).
@@ -93,7 +93,7 @@ class ScoreSettings:
     context_s: float = 1.0
     heatmap_columns: int = 512
     matrix_size: int = 256
-    max_lag_s: float = 1.0
+    max_lag_s: float | None = None
     follow_time: bool = True
 
     def __post_init__(self) -> None:

@@ -309,7 +309,8 @@ def _settings_line(session: Session) -> str:
     if s.lag_ms is not None:
         align = f"offset set to {s.lag_ms:g} ms"
     elif s.align:
-        align = f"alignment on (up to ±{s.max_lag_s:g} s)"
+        align = (f"alignment on (up to ±{s.max_lag_s:g} s)" if s.max_lag_s is not None
+                 else "alignment on (±10 s or 25 % of the file)")
     else:
         align = "alignment off"
     known = {"align", "lag_ms", "max_lag_s", "match_loudness", "channels", "window_s", "hop_s"}

@@ -1,8 +1,16 @@
-"""Time alignment of a degraded signal to its reference (GCC-PHAT with an NCC fallback)."""
+"""Time alignment of a degraded signal to its reference (GCC-PHAT with an NCC fallback).
+
+The search is coarse-to-fine: when the searched stretch of the degraded signal is long (a wide
+lag range, a long file), both signals are first decimated so the whole range is correlated at
+once at a lower rate, and the best lag is then refined at the full rate in a few-sample window
+around it. Peaks are taken on the absolute correlation, so a polarity-inverted copy is aligned
+like any other and reported as ``inverted``.
+"""
 
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,6 +31,17 @@ _PHAT_DOMINANCE = 1.4
 # Candidate lags must overlap the analysis window by at least this fraction, so a lag that lines
 # up only a sliver of signal cannot win on a noisy normalised value.
 _MIN_OVERLAP = 0.5
+# The automatic search range (``max_lag_s=None``): at least this many seconds either way, or this
+# fraction of the longer signal, whichever is larger (then bounded by the overlap).
+AUTO_MIN_LAG_S = 10.0
+AUTO_LAG_FRACTION = 0.25
+# The first pass correlates at most about this many samples of the degraded signal at once (a
+# ~2 Mi-point FFT, tens of milliseconds); longer searched stretches are decimated to fit, but
+# never below _MIN_COARSE_RATE.
+_COARSE_BUDGET = 1 << 21
+_MIN_COARSE_RATE = 1000
+# The full-rate refinement searches this many coarse steps either side of the coarse best lag.
+_REFINE_STEPS = 2
 
 
 @dataclass(frozen=True)
@@ -42,7 +61,14 @@ class Alignment:
     estimated : bool
         False when the lag was given by the user or alignment is off.
     confidence : float
-        Normalised cross-correlation of the two signals at the lag, 0..1; NaN when not estimated.
+        Absolute normalised cross-correlation of the two signals at the lag, 0..1; NaN when not
+        estimated.
+    inverted : bool
+        The degraded signal correlates negatively with the reference at the lag (its polarity
+        is inverted). False when not estimated.
+    at_edge : bool
+        The best lag lies at the edge of the searched range, so the true lag may lie beyond it
+        (give it explicitly, or widen the search). False when not estimated.
     """
 
     lag_samples: int
@@ -50,16 +76,63 @@ class Alignment:
     lag_native_samples: int
     estimated: bool
     confidence: float
+    inverted: bool = False
+    at_edge: bool = False
 
 
-def _energetic_window(x: np.ndarray, length: int, sample_rate: int) -> int:
-    """Start index of the ``length``-sample stretch of ``x`` with the most energy.
+@dataclass(frozen=True)
+class LagEstimate:
+    """The outcome of :func:`find_lag`.
+
+    Attributes
+    ----------
+    lag : float
+        Samples at the signals' rate, sub-sample precision; ``degraded[n + lag] ≈ reference[n]``
+        (positive: degraded is late).
+    confidence : float
+        Absolute normalised correlation at the integer lag, 0..1 (1: identical up to gain and
+        polarity; ~0: unrelated).
+    inverted : bool
+        The correlation at the lag is negative (the degraded signal's polarity is inverted).
+    at_edge : bool
+        The best lag is the first or last lag searched.
+    peak_ratio : float
+        The GCC-PHAT peak over the largest absolute value outside its 1 ms main lobe (>= 1.4:
+        PHAT decided; below: the plain normalised correlation decided); NaN when not estimated.
+    max_lag : int
+        The largest lag searched either way, samples, after bounding by the overlap.
+    method : str
+        ``"PHAT"``, ``"NCC"``, or ``""`` when nothing could be estimated (lag 0).
+    """
+
+    lag: float
+    confidence: float
+    inverted: bool = False
+    at_edge: bool = False
+    peak_ratio: float = float("nan")
+    max_lag: int = 0
+    method: str = ""
+
+
+def search_range(num_reference: int, num_degraded: int, sample_rate: int, max_lag_s: float | None = None) -> int:
+    """The lag range of a search, samples either way, before bounding by the overlap.
+
+    ``max_lag_s=None`` (automatic): ``max(10 s, 25 % of the longer signal)``; otherwise
+    ``max_lag_s`` itself.
+    """
+    if max_lag_s is None:
+        return int(round(max(AUTO_MIN_LAG_S * sample_rate, AUTO_LAG_FRACTION * max(num_reference, num_degraded))))
+    if not math.isfinite(max_lag_s) or max_lag_s < 0:
+        raise ValueError(f"max_lag_s must be a finite number >= 0 or None, got {max_lag_s}")
+    return int(round(max_lag_s * sample_rate))
+
+
+def _window_energies(x: np.ndarray, length: int, sample_rate: int) -> tuple[np.ndarray, int]:
+    """Energies of the ``length``-sample stretches of ``x`` starting every 100 ms, and that hop.
 
     Energies are summed per 100 ms hop in 1 Mi-sample chunks so a one-hour signal needs no full
     float64 copy.
     """
-    if length >= x.shape[0]:
-        return 0
     hop = max(1, sample_rate // 10)
     num_hops = x.shape[0] // hop
     energy = np.empty(num_hops)
@@ -70,8 +143,27 @@ def _energetic_window(x: np.ndarray, length: int, sample_rate: int) -> int:
         energy[first:last] = np.einsum("ij,ij->i", seg, seg)
     span = max(1, length // hop)
     csum = np.concatenate(([0.0], np.cumsum(energy)))
-    windows = csum[span:] - csum[:-span]
-    return int(np.argmax(windows)) * hop
+    return csum[span:] - csum[:-span], hop
+
+
+def _analysis_window(x: np.ndarray, length: int, margin: int, sample_rate: int) -> int:
+    """Start of the analysis stretch of ``x``: the most energetic one, preferably ``margin`` from both ends.
+
+    A stretch at least ``margin`` samples from either end faces the other signal at every lag
+    within ``±margin`` (wide searches: a stretch near the start of the reference has no
+    counterpart in a degraded copy that starts later in the music). It is taken unless it has
+    less than a quarter of the energy of the most energetic stretch anywhere.
+    """
+    if length >= x.shape[0]:
+        return 0
+    windows, hop = _window_energies(x, length, sample_rate)
+    best = int(np.argmax(windows))
+    lo = -(-margin // hop)
+    hi = min(windows.shape[0] - 1, (x.shape[0] - margin - length) // hop)
+    if margin <= 0 or hi < lo or best in range(lo, hi + 1):
+        return best * hop
+    inner = lo + int(np.argmax(windows[lo : hi + 1]))
+    return (inner if windows[inner] >= 0.25 * windows[best] else best) * hop
 
 
 def _parabolic(y: np.ndarray, k: int) -> float:
@@ -85,24 +177,80 @@ def _parabolic(y: np.ndarray, k: int) -> float:
     return float(np.clip(0.5 * (ym - yp) / denom, -0.5, 0.5))
 
 
-def estimate_lag(
+def _decimate(x: np.ndarray, factor: int, sample_rate: int) -> np.ndarray:
+    """``x`` low-passed and decimated by ``factor`` (soxr), float64; both signals get the same filter."""
+    if factor == 1:
+        return np.array(x, dtype=np.float64)  # a copy: the caller subtracts the mean in place
+    import soxr
+
+    y = soxr.resample(np.ascontiguousarray(x, dtype=np.float32), sample_rate, sample_rate / factor, quality="HQ")
+    return np.asarray(y, dtype=np.float64)
+
+
+def _curves(r: np.ndarray, d: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """PHAT-beta and normalised cross-correlation of ``r`` against ``d`` at ``offsets``.
+
+    ``c[j] = sum_n r[n] d[n + j]`` (linear, not circular, via one FFT pair); the NCC divides by the
+    energies of exactly the samples that overlap at each offset.
+    """
+    import scipy.fft  # lazy: scipy.fft costs ~0.2 s to import, and most imports never align
+
+    nfft = scipy.fft.next_fast_len(r.shape[0] + d.shape[0] - 1, real=True)
+    cross = scipy.fft.rfft(d, nfft) * np.conj(scipy.fft.rfft(r, nfft))
+    plain = scipy.fft.irfft(cross, nfft)
+    magnitude = np.abs(cross)
+    cross /= np.maximum(magnitude, _PHAT_FLOOR * magnitude.mean() + 1e-300) ** _PHAT_BETA
+    del magnitude
+    phat = scipy.fft.irfft(cross, nfft)
+    idx = np.mod(offsets, nfft)  # negative offsets wrap to the end of the buffer
+    n_lo = np.maximum(0, -offsets)
+    n_hi = np.minimum(r.shape[0], d.shape[0] - offsets)
+    r_energy = np.concatenate(([0.0], np.cumsum(r * r)))
+    d_energy = np.concatenate(([0.0], np.cumsum(d * d)))
+    denom = np.sqrt((r_energy[n_hi] - r_energy[n_lo]) * (d_energy[n_hi + offsets] - d_energy[n_lo + offsets]))
+    return phat[idx], plain[idx] / np.maximum(denom, 1e-300)
+
+
+# Peaks within this fraction of the highest count as ties, and the smallest delay among them
+# wins: periodic material (a repeated bar, a square-wave burst train) correlates almost as well
+# one period away, and a constant phase shift flattens the true peak to the level of chance ones.
+_TIE = 0.9
+
+
+def _nearest_strong(curve: np.ndarray, lags: np.ndarray) -> int:
+    """Index of the smallest |lag| whose curve value is within ``_TIE`` of the maximum."""
+    top = float(np.max(curve))
+    if not np.isfinite(top) or top <= 0:
+        return int(np.argmax(curve))
+    strong = np.flatnonzero(curve >= _TIE * top)
+    return int(strong[np.argmin(np.abs(lags[strong]))])
+
+
+def find_lag(
     reference: np.ndarray,
     degraded: np.ndarray,
     sample_rate: int,
-    max_lag_s: float = 1.0,
+    max_lag_s: float | None = None,
     max_analysis_s: float = 30.0,
-) -> tuple[float, float]:
-    """Estimate how late ``degraded`` is relative to ``reference``.
+) -> LagEstimate:
+    """Estimate how late ``degraded`` is relative to ``reference``, and how sure that is.
 
     GCC-PHAT (with PHAT-beta weighting, beta = 0.8) over at most ``max_analysis_s`` seconds (the
-    most energetic stretch of the reference, not simply the start), searched within
-    ``±max_lag_s``, refined to sub-sample precision with a parabola through the peak. Whitening
-    gives a sharp peak for codec output (band-limited, noisy) and keeps working when the
-    degraded signal is dominated by other material (source-separation bleed), where plain
-    correlation locks onto coincidences in the bass. When the PHAT peak does not stand out
-    (less than 1.4 x any peak outside its 1 ms main lobe) the plain normalised
-    cross-correlation (NCC) decides instead, which copes better with a narrow-band signal in
-    broadband noise.
+    most energetic stretch of the reference, not simply the start, preferably one far enough from
+    both ends to face the degraded signal at every searched lag), refined to sub-sample
+    precision with a parabola through the peak. Whitening gives a sharp peak for codec output
+    (band-limited, noisy) and keeps working when the degraded signal is dominated by other
+    material (source-separation bleed), where plain correlation locks onto coincidences in the
+    bass. When the PHAT peak does not stand out (less than 1.4 x any value outside its 1 ms main
+    lobe) the plain normalised cross-correlation (NCC) decides instead, which copes better with
+    a narrow-band signal in broadband noise. Peaks are found on absolute values: an inverted copy
+    is aligned too, and flagged.
+
+    Lags are searched within ``±max_lag_s``, or with ``max_lag_s=None`` within
+    ``±max(10 s, 25 % of the longer signal)``; either way only lags at which at least half of
+    the analysis stretch faces the degraded signal. When that stretch of the degraded signal
+    exceeds about 2 Mi samples, a first pass runs on both signals decimated to fit (at least at
+    1 kHz) and the full-rate search covers only two coarse steps either side of its best lag.
 
     Parameters
     ----------
@@ -110,8 +258,139 @@ def estimate_lag(
         Mono signals, shape ``[N_ref]`` and ``[N_deg]``, at the same rate. Lengths may differ.
     sample_rate : int
         Rate of both signals, Hz.
-    max_lag_s : float
-        Largest lag searched, seconds (either sign).
+    max_lag_s : float or None
+        Largest lag searched, seconds (either sign); None for the automatic range.
+    max_analysis_s : float
+        Longest reference stretch correlated, seconds; bounds cost for long files.
+
+    Returns
+    -------
+    LagEstimate
+        Lag (samples, sub-sample precision), confidence, polarity and whether the lag is at the
+        edge of the search. Lag 0 with confidence 0 when a signal is constant or no lag overlaps
+        enough.
+
+    Raises
+    ------
+    ValueError
+        If a signal is not 1-D or is empty, or ``max_lag_s`` is negative or not finite.
+    """
+    ref = np.asarray(reference)
+    deg = np.asarray(degraded)
+    if ref.ndim != 1 or deg.ndim != 1:
+        raise ValueError(f"estimate_lag needs 1-D signals, got {ref.shape} and {deg.shape}")
+    if ref.shape[0] == 0 or deg.shape[0] == 0:
+        raise ValueError("estimate_lag needs non-empty signals")
+    n_ref, n_deg = ref.shape[0], deg.shape[0]
+    max_lag = search_range(n_ref, n_deg, sample_rate, max_lag_s)
+
+    # Analysis window on the reference, inside the span both signals cover (so a shorter
+    # degraded file still has material facing the window).
+    common = min(n_ref, n_deg)
+    width = min(common, int(round(max_analysis_s * sample_rate)))
+    start = _analysis_window(ref[:common], width, min(max_lag, (common - width) // 2), sample_rate)
+    # Bound the range by the overlap: at lag l the window faces degraded[start + l : start + l + width].
+    min_overlap = max(1, int(_MIN_OVERLAP * width))
+    lo = max(-max_lag, min_overlap - start - width)
+    hi = min(max_lag, n_deg - start - min_overlap)
+    if lo > hi:
+        logger.debug("estimate_lag: no lag in ±%d samples overlaps enough; returning 0", max_lag)
+        return LagEstimate(0.0, 0.0)
+
+    # Coarse pass. The degraded stretch starts a whole number of coarse steps from the window
+    # (base), so coarse offset j is the lag base + j * factor.
+    factor = max(1, math.ceil((hi - lo + width) / _COARSE_BUDGET))
+    factor = min(factor, max(1, sample_rate // _MIN_COARSE_RATE))
+    base = math.floor(lo / factor) * factor
+    if start + base < 0:
+        base = -(start // factor) * factor
+    d_lo = start + base
+    d_hi = min(n_deg, start + hi + width)
+    r = _decimate(ref[start : start + width], factor, sample_rate)
+    d = _decimate(deg[d_lo:d_hi], factor, sample_rate)
+    r -= r.mean()  # a DC offset correlates with itself at every lag
+    d -= d.mean()
+    if not (np.any(r) and np.any(d)):
+        logger.debug("estimate_lag: a signal is constant over the analysis window; returning 0")
+        return LagEstimate(0.0, 0.0, max_lag=max(-lo, hi))
+
+    offsets = np.arange(-((base - lo) // factor), (hi - base) // factor + 1)
+    lags = base + offsets * factor
+    n_lo = np.maximum(0, -offsets)
+    n_hi = np.minimum(r.shape[0], d.shape[0] - offsets)
+    keep = (lags >= lo) & (lags <= hi) & (n_hi - n_lo >= max(1, int(_MIN_OVERLAP * min(r.shape[0], d.shape[0]))))
+    if not keep.any():
+        logger.debug("estimate_lag: no lag in ±%d samples overlaps enough; returning 0", max_lag)
+        return LagEstimate(0.0, 0.0, max_lag=max(-lo, hi))
+    offsets, lags = offsets[keep], lags[keep]
+    phat, ncc = _curves(r, d, offsets)
+    abs_phat, abs_ncc = np.abs(phat), np.abs(ncc)
+
+    k_phat = _nearest_strong(abs_phat, lags)
+    # Peak dominance: PHAT peak against the best value outside its main lobe (±1 ms).
+    lobe = max(2 * factor, int(round(0.001 * sample_rate)))
+    outside = np.abs(lags - lags[k_phat]) > lobe
+    runner_up = float(abs_phat[outside].max()) if outside.any() else 0.0
+    peak = float(abs_phat[k_phat])
+    dominant = peak > 0 and peak >= _PHAT_DOMINANCE * runner_up
+    # No NCC veto on a dominant PHAT peak: with loud unrelated material (bleed) the NCC maximum
+    # is often a spurious bass coincidence while PHAT is still right.
+    method = "PHAT" if dominant else "NCC"
+    k = k_phat if dominant else _nearest_strong(abs_ncc, lags)
+
+    if factor == 1:
+        curve, signed, best = (abs_phat, phat, k) if dominant else (abs_ncc, ncc, k)
+        fine_lags, fine_ncc = lags, ncc
+        at_edge = lags.shape[0] > 1 and k in (0, lags.shape[0] - 1)
+    else:
+        # Fine pass at the full rate around the coarse lag.
+        f_lo = max(lo, int(lags[k]) - _REFINE_STEPS * factor)
+        f_hi = min(hi, int(lags[k]) + _REFINE_STEPS * factor)
+        g_lo = max(0, start + f_lo)
+        g_hi = min(n_deg, start + f_hi + width)
+        r = np.array(ref[start : start + width], dtype=np.float64)
+        d = np.array(deg[g_lo:g_hi], dtype=np.float64)
+        r -= r.mean()
+        d -= d.mean()
+        fine_lags = np.arange(f_lo, f_hi + 1)
+        fine_phat, fine_ncc = _curves(r, d, fine_lags + start - g_lo)
+        signed = fine_phat if dominant else fine_ncc
+        curve = np.abs(signed)
+        best = int(np.argmax(curve))
+        at_edge = hi > lo and int(fine_lags[best]) in (lo, hi)
+
+    lag = float(fine_lags[best]) + _parabolic(curve, best)
+    inverted = bool(signed[best] < 0)
+    confidence = float(np.clip(abs(fine_ncc[best]), 0.0, 1.0)) if np.isfinite(fine_ncc[best]) else 0.0
+    ratio = peak / runner_up if runner_up > 0 else math.inf
+    logger.debug(
+        "estimate_lag: %s lag %.2f samples @ %d Hz (search %d..%d, coarse step %d, PHAT peak/runner-up %.2f, "
+        "NCC %.3f%s%s, window %.1f s from %.1f s)",
+        method, lag, sample_rate, lo, hi, factor, ratio, confidence, ", inverted" if inverted else "",
+        ", at the search edge" if at_edge else "", width / sample_rate, start / sample_rate,
+    )  # fmt: skip
+    return LagEstimate(lag, confidence, inverted=inverted, at_edge=bool(at_edge), peak_ratio=ratio,
+                       max_lag=max(-lo, hi), method=method)
+
+
+def estimate_lag(
+    reference: np.ndarray,
+    degraded: np.ndarray,
+    sample_rate: int,
+    max_lag_s: float | None = None,
+    max_analysis_s: float = 30.0,
+) -> tuple[float, float]:
+    """Estimate how late ``degraded`` is relative to ``reference``: :func:`find_lag`'s lag and confidence.
+
+    Parameters
+    ----------
+    reference, degraded : numpy.ndarray
+        Mono signals, shape ``[N_ref]`` and ``[N_deg]``, at the same rate. Lengths may differ.
+    sample_rate : int
+        Rate of both signals, Hz.
+    max_lag_s : float or None
+        Largest lag searched, seconds (either sign); None (the default) searches
+        ``±max(10 s, 25 % of the longer signal)``, bounded by the overlap.
     max_analysis_s : float
         Longest reference stretch correlated, seconds; bounds cost for long files.
 
@@ -121,79 +400,52 @@ def estimate_lag(
         Samples at ``sample_rate``, sub-sample precision; ``degraded[n + lag] ≈ reference[n]``
         (positive: degraded is late).
     confidence : float
-        Normalised correlation at the integer lag, 0..1 (1: identical up to gain; ~0: unrelated).
+        Absolute normalised correlation at the integer lag, 0..1 (1: identical up to gain and
+        polarity; ~0: unrelated).
     """
-    import scipy.fft  # lazy: scipy.fft costs ~0.2 s to import, and most imports never align
+    est = find_lag(reference, degraded, sample_rate, max_lag_s=max_lag_s, max_analysis_s=max_analysis_s)
+    return est.lag, est.confidence
 
-    ref = np.asarray(reference)
-    deg = np.asarray(degraded)
-    if ref.ndim != 1 or deg.ndim != 1:
-        raise ValueError(f"estimate_lag needs 1-D signals, got {ref.shape} and {deg.shape}")
-    if ref.shape[0] == 0 or deg.shape[0] == 0:
-        raise ValueError("estimate_lag needs non-empty signals")
-    max_lag = int(round(max_lag_s * sample_rate))
 
-    # Analysis window on the reference, inside the span both signals cover (so a shorter
-    # degraded file still has material facing the window).
-    common = min(ref.shape[0], deg.shape[0])
-    width = min(common, int(round(max_analysis_s * sample_rate)))
-    start = _energetic_window(ref[:common], width, sample_rate)
-    r = np.asarray(ref[start : start + width], dtype=np.float64)
-    d_lo = max(0, start - max_lag)
-    d_hi = min(deg.shape[0], start + width + max_lag)
-    d = np.asarray(deg[d_lo:d_hi], dtype=np.float64)
-    r = r - r.mean()  # a DC offset correlates with itself at every lag
-    d = d - d.mean()
-    if not (np.any(r) and np.any(d)):
-        logger.debug("estimate_lag: a signal is constant over the analysis window; returning 0")
-        return 0.0, 0.0
+def estimate_alignment(
+    reference: np.ndarray,
+    degraded: np.ndarray,
+    sample_rate: int,
+    *,
+    native_rate: int | None = None,
+    max_lag_s: float | None = None,
+) -> Alignment:
+    """:func:`find_lag` as an :class:`Alignment` (with ``inverted`` and ``at_edge``).
 
-    # Linear (not circular) cross-correlation c[j] = sum_n r[n] d[n + j] for every j, via FFT.
-    nfft = scipy.fft.next_fast_len(r.shape[0] + d.shape[0] - 1, real=True)
-    cross = scipy.fft.rfft(d, nfft) * np.conj(scipy.fft.rfft(r, nfft))
-    plain = scipy.fft.irfft(cross, nfft)
-    magnitude = np.abs(cross)
-    phat = scipy.fft.irfft(cross / np.maximum(magnitude, _PHAT_FLOOR * magnitude.mean() + 1e-300) ** _PHAT_BETA, nfft)
+    Parameters
+    ----------
+    reference, degraded : numpy.ndarray
+        Mono signals at ``sample_rate``.
+    sample_rate : int
+        Their rate, Hz.
+    native_rate : int or None
+        The degraded file's own rate, for ``lag_native_samples`` (default: ``sample_rate``).
+    max_lag_s : float or None
+        Search range, seconds either way; None for the automatic range.
 
-    # Candidate lags and the c-index each maps to (negative j wrap to the end of the buffer).
-    lags = np.arange(-max_lag, max_lag + 1)
-    j = lags + start - d_lo
-    n_lo = np.maximum(0, -j)
-    n_hi = np.minimum(r.shape[0], d.shape[0] - j)
-    overlap = n_hi - n_lo
-    valid = overlap >= max(1, int(_MIN_OVERLAP * min(r.shape[0], d.shape[0])))
-    if not valid.any():
-        logger.debug("estimate_lag: no lag in ±%d samples overlaps enough; returning 0", max_lag)
-        return 0.0, 0.0
-    lags, j, n_lo, n_hi = lags[valid], j[valid], n_lo[valid], n_hi[valid]
-    idx = np.mod(j, nfft)
-
-    # NCC: normalise by the energies of exactly the samples that overlap at each lag.
-    r_energy = np.concatenate(([0.0], np.cumsum(r * r)))
-    d_energy = np.concatenate(([0.0], np.cumsum(d * d)))
-    denom = np.sqrt((r_energy[n_hi] - r_energy[n_lo]) * (d_energy[n_hi + j] - d_energy[n_lo + j]))
-    ncc = plain[idx] / np.maximum(denom, 1e-300)
-    phat_curve = phat[idx]
-
-    k_phat = int(np.argmax(phat_curve))
-    k_ncc = int(np.argmax(ncc))
-    # Peak dominance: PHAT peak against the best value outside its main lobe (±1 ms).
-    lobe = max(2, int(round(0.001 * sample_rate)))
-    outside = np.abs(lags - lags[k_phat]) > lobe
-    runner_up = float(phat_curve[outside].max()) if outside.any() else 0.0
-    peak = float(phat_curve[k_phat])
-    dominant = peak > 0 and peak >= _PHAT_DOMINANCE * max(runner_up, 0.0)
-    # No NCC veto on a dominant PHAT peak: with loud unrelated material (bleed) the NCC maximum
-    # is often a spurious bass coincidence while PHAT is still right.
-    if dominant:
-        k, curve, method = k_phat, phat_curve, "PHAT"
-    else:
-        k, curve, method = k_ncc, ncc, "NCC"
-    lag = float(lags[k]) + _parabolic(curve, k)
-    confidence = float(np.clip(ncc[k], 0.0, 1.0)) if np.isfinite(ncc[k]) else 0.0
-    logger.debug(
-        "estimate_lag: %s lag %.2f samples @ %d Hz (PHAT peak/runner-up %.2f, NCC %.3f, window %.1f s from %.1f s)",
-        method, lag, sample_rate, peak / runner_up if runner_up > 0 else np.inf, confidence,
-        width / sample_rate, start / sample_rate,
-    )  # fmt: skip
-    return lag, confidence
+    Returns
+    -------
+    Alignment
+        ``estimated=True``.
+    """
+    est = find_lag(reference, degraded, sample_rate, max_lag_s=max_lag_s)
+    native = sample_rate if native_rate is None else native_rate
+    if est.at_edge:
+        logger.warning(
+            "The best delay (%.1f ms) lies at the edge of the ±%.1f s searched; the true delay may be larger.",
+            est.lag * 1000.0 / sample_rate, est.max_lag / sample_rate,
+        )  # fmt: skip
+    return Alignment(
+        lag_samples=int(round(est.lag)),
+        lag_ms=est.lag * 1000.0 / sample_rate,
+        lag_native_samples=int(round(est.lag * native / sample_rate)),
+        estimated=True,
+        confidence=est.confidence,
+        inverted=est.inverted,
+        at_edge=est.at_edge,
+    )

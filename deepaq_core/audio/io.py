@@ -7,11 +7,16 @@ import hashlib
 import logging
 import os
 import re
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 
 import numpy as np
 import soundfile as sf
 
 from deepaq_core.errors import AudioError
+from deepaq_core.validation import check_readable_file
 
 from . import ffmpeg
 from .buffer import AudioBuffer, AudioInfo
@@ -35,22 +40,58 @@ _READ_BLOCK_FRAMES = 1 << 16
 
 _SUBTYPE_BITS = re.compile(r"^(?:PCM|ALAC|DPCM|DWVW)_[SU]?(\d+)$")
 
+# libsndfile decodes MP3 with libmpg123, which prints its own diagnostics ("Note: Illegal
+# Audio-MPEG-Header ...", "Note: Trying to resync...") straight to file descriptor 2 from C: a
+# garbage or damaged .mp3 would put those lines next to the one-sentence error. Python cannot
+# catch them, so file descriptor 2 points at /dev/null while libsndfile opens a file or decodes
+# MPEG audio. The redirection is process-wide; a lock and a depth count make nested and
+# concurrent uses restore the real stderr exactly once, and the windows are kept short (the open
+# call, one block read) so other threads' messages are rarely affected.
+_quiet_lock = threading.Lock()
+_quiet_depth = 0
+_saved_stderr_fd: int | None = None
+
+
+@contextmanager
+def _quiet_c_stderr() -> Iterator[None]:
+    """Send what C code writes to file descriptor 2 to /dev/null for the duration."""
+    global _quiet_depth, _saved_stderr_fd
+    with _quiet_lock:
+        if _quiet_depth == 0:
+            try:
+                sys.stderr.flush()
+            except (AttributeError, OSError, ValueError):
+                pass
+            try:
+                saved = os.dup(2)
+            except OSError:  # no file descriptor 2 at all (e.g. a windowed app): nothing to hide
+                saved = None
+            if saved is not None:
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                try:
+                    os.dup2(devnull, 2)
+                finally:
+                    os.close(devnull)
+            _saved_stderr_fd = saved
+        _quiet_depth += 1
+    try:
+        yield
+    finally:
+        with _quiet_lock:
+            _quiet_depth -= 1
+            if _quiet_depth == 0 and _saved_stderr_fd is not None:
+                os.dup2(_saved_stderr_fd, 2)
+                os.close(_saved_stderr_fd)
+                _saved_stderr_fd = None
+
 
 def _resolve(path: str | os.PathLike) -> str:
     """Return the absolute path, raising AudioError if it is not a readable regular file."""
     try:
-        text = os.fspath(path)
+        os.fspath(path)
     except TypeError as exc:
         raise TypeError(f"path must be str or os.PathLike, got {type(path).__name__}") from exc
-    full = os.path.abspath(os.path.expanduser(text))
-    label = display_name(full)
-    if os.path.isdir(full):
-        raise AudioError(f"Cannot read '{label}': it is a directory, not an audio file.")
-    if not os.path.exists(full):
-        raise AudioError(f"Cannot read '{label}': file not found.")
-    if not os.access(full, os.R_OK):
-        raise AudioError(f"Cannot read '{label}': permission denied.")
-    return full
+    return check_readable_file(path, error=AudioError)
 
 
 def _os_error(path: str, exc: OSError) -> AudioError:
@@ -99,7 +140,8 @@ def _bit_depth(subtype: str) -> int | None:
 def _sndfile_info(path: str):  # -> soundfile's info object, or None
     """Return libsndfile's header info, or None if libsndfile cannot open the file."""
     try:
-        return sf.info(path)
+        with _quiet_c_stderr():
+            return sf.info(path)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
         # soundfile raises LibsndfileError (a RuntimeError) for unknown or corrupt formats.
         logger.debug("libsndfile cannot open %s: %s", path, exc)
@@ -235,7 +277,7 @@ def load_audio(path: str | os.PathLike, target_rate: int | None = None, channels
     # ffprobe's ("mov,mp4,...", "aac") never are, so this tells which decoder described the file.
     if info.format in sf.available_formats():
         check_duration(info.frames, info.sample_rate, info.path)
-        blocks = _sndfile_blocks(info.path)
+        blocks = _sndfile_blocks(info.path, quiet=info.format == "MP3")
     else:
         blocks = ffmpeg.decode_blocks(info.path, info.sample_rate, info.channels)
 
@@ -269,12 +311,22 @@ def load_audio(path: str | os.PathLike, target_rate: int | None = None, channels
     return AudioBuffer(samples=samples, sample_rate=out_rate, info=info)
 
 
-def _sndfile_blocks(path: str):
-    """Yield float32 ``[n, C]`` blocks from libsndfile, mapping its errors to AudioError."""
+def _sndfile_blocks(path: str, quiet: bool = False):
+    """Yield float32 ``[n, C]`` blocks from libsndfile, mapping its errors to AudioError.
+
+    ``quiet`` hides what the decoder prints to file descriptor 2 (libmpg123 for MP3) while the
+    file is opened and each block decoded.
+    """
+    def hush():
+        return _quiet_c_stderr() if quiet else nullcontext()
+
     try:
-        with sf.SoundFile(path) as fh:
+        with hush():
+            fh = sf.SoundFile(path)
+        with fh:
             while True:
-                block = fh.read(_READ_BLOCK_FRAMES, dtype="float32", always_2d=True)
+                with hush():
+                    block = fh.read(_READ_BLOCK_FRAMES, dtype="float32", always_2d=True)
                 if block.shape[0] == 0:
                     break
                 yield block

@@ -179,14 +179,19 @@ def matching_gain_db(
             "Loudness is below the BS.1770 gate (reference %.1f LUFS, degraded %.1f LUFS); "
             "matching RMS instead (gain %.2f dB).", ref_lufs, deg_lufs, gain,
         )  # fmt: skip
+    return _clamped(gain), float(ref_lufs), float(deg_lufs)
+
+
+def _clamped(gain: float) -> float:
+    """The gain limited to +-40 dB, with a warning when it had to be."""
     if abs(gain) > MAX_GAIN_DB:
         clamped = float(np.clip(gain, -MAX_GAIN_DB, MAX_GAIN_DB))
         logger.warning(
             "Loudness-matching gain of %.1f dB is implausible; clamped to %.1f dB "
             "(are the reference and degraded files the same material?).", gain, clamped,
         )  # fmt: skip
-        gain = clamped
-    return float(gain), float(ref_lufs), float(deg_lufs)
+        return clamped
+    return float(gain)
 
 
 # Blocks of the reference further than this below its integrated loudness do not vote on the
@@ -245,6 +250,5 @@ def robust_matching_gain_db(
         d = -0.691 + 10 * np.log10(pd)
     vote = (r > max(_ABSOLUTE_GATE_LUFS, ref_lufs + _MEDIAN_GATE_LU)) & (d > _ABSOLUTE_GATE_LUFS)
     if int(vote.sum()) < _MIN_VOTING_BLOCKS:
-        return float(np.clip(ref_lufs - deg_lufs, -MAX_GAIN_DB, MAX_GAIN_DB)), ref_lufs, deg_lufs, "integrated"
-    median = float(np.clip(np.median(r[vote] - d[vote]), -MAX_GAIN_DB, MAX_GAIN_DB))
-    return median, ref_lufs, deg_lufs, "median"
+        return _clamped(ref_lufs - deg_lufs), ref_lufs, deg_lufs, "integrated"
+    return _clamped(float(np.median(r[vote] - d[vote]))), ref_lufs, deg_lufs, "median"

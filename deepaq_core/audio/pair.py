@@ -10,7 +10,7 @@ import numpy as np
 
 from deepaq_core.errors import AudioError
 
-from .align import Alignment, estimate_lag
+from .align import Alignment, estimate_alignment
 from .buffer import AudioBuffer
 from .loudness import integrated_loudness, robust_matching_gain_db
 from .validate import MIN_DURATION_S, display_name, validate_signal
@@ -68,7 +68,7 @@ def prepare_pair(
     align: bool = True,
     lag_ms: float | None = None,
     match_loudness: bool = True,
-    max_lag_s: float = 1.0,
+    max_lag_s: float | None = None,
 ) -> PreparedPair:
     """Align, trim and loudness-match a degraded signal to its reference.
 
@@ -85,8 +85,9 @@ def prepare_pair(
         Scale the degraded signal to the reference's loudness: by the median difference of
         their 400 ms BS.1770 block loudnesses (so a local burst cannot shift the clean parts),
         falling back to integrated loudness for very short or quiet signals.
-    max_lag_s : float
-        Largest lag searched when estimating, seconds.
+    max_lag_s : float or None
+        Largest lag searched when estimating, seconds; None searches max(10 s, 25 % of the
+        longer signal), bounded by the overlap.
 
     Returns
     -------
@@ -126,16 +127,9 @@ def prepare_pair(
     elif not align:
         alignment = Alignment(0, 0.0, 0, estimated=False, confidence=float("nan"))
     else:
-        lag, confidence = estimate_lag(
-            _mono(reference.samples), _mono(degraded.samples), rate, max_lag_s=max_lag_s
-        )
-        alignment = Alignment(
-            lag_samples=int(round(lag)),
-            lag_ms=lag * 1000.0 / rate,
-            lag_native_samples=int(round(lag * native_rate / rate)),
-            estimated=True,
-            confidence=confidence,
-        )
+        alignment = estimate_alignment(_mono(reference.samples), _mono(degraded.samples), rate,
+                                       native_rate=native_rate, max_lag_s=max_lag_s)
+        confidence = alignment.confidence
         if confidence < 0.2:
             logger.warning(
                 "Alignment of %s to %s is uncertain (correlation %.2f at %.2f ms); consider giving the lag explicitly.",
@@ -154,6 +148,8 @@ def prepare_pair(
         )
     ref_samples = reference.samples[:, ref_start : ref_start + length]
     deg_samples = degraded.samples[:, deg_start : deg_start + length]
+    if alignment.inverted:  # inverted polarity is inaudible: compare the signal the right way up
+        deg_samples = -deg_samples
     # The kept part may differ from the whole file (e.g. all the audio was in the trimmed lag).
     validate_signal(ref_samples, rate, ref_name)
     validate_signal(deg_samples, rate, deg_name)

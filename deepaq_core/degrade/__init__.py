@@ -15,8 +15,10 @@ and :class:`CodecError`), all :class:`deepaq_core.errors.DeePAQError` with one s
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import uuid
 from typing import Any
 
 import numpy as np
@@ -60,7 +62,9 @@ def degrade_file(
         ``.wav`` (32-bit float) or ``.flac`` (24-bit, samples beyond full scale clipped, which is
         logged and counted in ``info["clipped_samples"]``). Same rate and channels as the input,
         and the same length unless the degradation changes time by design (``time_warp``,
-        ``packet_loss`` with ``mode="delete"``). Parent folders must exist.
+        ``packet_loss`` with ``mode="delete"``). Parent folders must exist; the input (or
+        interferer) file itself is refused. The file is written under a temporary name in the
+        same folder and then renamed, so an existing file is replaced only by a complete one.
     kind : str
         Degradation family or kind, as for :func:`degrade`.
     **params
@@ -78,12 +82,14 @@ def degrade_file(
     deepaq_core.errors.AudioError
         If the input (or interferer) file cannot be read.
     DegradationError
-        Unknown kind or bad parameter, an unsupported output extension, or an unwritable output;
-        :class:`EncoderMissing` / :class:`CodecError` for codecs.
+        Unknown kind or bad parameter, an unsupported output extension, or an output that could
+        not be written; :class:`EncoderMissing` / :class:`CodecError` for codecs.
+    deepaq_core.errors.OutputPathError
+        If, before any work, the output's folder is missing, the output is a directory, read-only,
+        or the input (or interferer) file.
     """
-    import soundfile as sf
-
     from deepaq_core.audio import load_audio
+    from deepaq_core.validation import check_output_path
 
     out = os.fspath(output_path)
     ext = os.path.splitext(out)[1].lower()
@@ -91,8 +97,10 @@ def degrade_file(
         raise DegradationError(
             f"The output '{os.path.basename(out)}' must end in .wav or .flac to be written."
         )
-    buf = load_audio(input_path, target_rate=None, channels="all")
     interferer = params.get("interferer")
+    inputs = [input_path, interferer if isinstance(interferer, (str, os.PathLike)) else None]
+    out = check_output_path(out, inputs=inputs, what="output")
+    buf = load_audio(input_path, target_rate=None, channels="all")
     if isinstance(interferer, (str, os.PathLike)):
         other = load_audio(interferer, target_rate=buf.sample_rate, channels="all").samples
         if other.shape[0] != buf.channels:
@@ -106,11 +114,7 @@ def degrade_file(
         if clipped:
             logger.warning("%s: %d samples beyond full scale clipped in the FLAC output", os.path.basename(out), clipped)
             y = np.clip(y, -1.0, 1.0)
-    try:
-        sf.write(out, y.T, buf.sample_rate, subtype=_OUTPUT_SUBTYPES[ext])
-    except (sf.LibsndfileError, RuntimeError, OSError) as exc:
-        logger.debug("writing %s failed: %s", out, exc)
-        raise DegradationError(f"The output '{os.path.basename(out)}' could not be written.") from exc
+    _write_replacing(out, y.T, buf.sample_rate, _OUTPUT_SUBTYPES[ext], "WAV" if ext == ".wav" else "FLAC")
     info.update(
         input=os.path.abspath(os.fspath(input_path)),
         output=os.path.abspath(out),
@@ -121,6 +125,33 @@ def degrade_file(
         clipped_samples=clipped,
     )
     return info
+
+
+def _write_replacing(path: str, frames: np.ndarray, sample_rate: int, subtype: str, fmt: str) -> None:
+    """Write ``frames`` ``[N, C]`` to a new file next to ``path``, then rename it onto ``path``.
+
+    A failed or interrupted write never leaves a truncated file under the final name (nor
+    destroys an existing one); the temporary file is removed on failure.
+    """
+    import soundfile as sf
+
+    folder, name = os.path.split(path)
+    tmp = os.path.join(folder, f".{name}.{uuid.uuid4().hex[:12]}.tmp")
+    created = False
+    try:
+        # Created here (exclusively, with the usual permissions after the umask), filled by libsndfile.
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        created = True
+        sf.write(tmp, frames, sample_rate, subtype=subtype, format=fmt)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        if created:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        if isinstance(exc, (sf.LibsndfileError, RuntimeError, OSError)):
+            logger.debug("writing %s failed: %s", path, exc)
+            raise DegradationError(f"The output '{os.path.basename(path)}' could not be written.") from exc
+        raise
 
 
 __all__ = [

@@ -21,6 +21,7 @@ from deepaq_core.audio import (
     read_info,
     resample,
 )
+from deepaq_core.audio.align import estimate_alignment, find_lag, search_range
 from deepaq_core.audio.loudness import _gated_loudness
 from deepaq_core.errors import AudioError
 
@@ -301,3 +302,86 @@ def test_too_little_overlap_and_silent_remainder(tmp_path, working_pair):
     sf.write(path, samples.T, WORK, subtype="FLOAT")
     with pytest.raises(AudioError, match=r"^'tail_silent\.wav' is silent; a quality score needs a signal\.$"):
         prepare_pair(ref, load_audio(path, channels="all"), lag_ms=1500.0)
+
+
+# --------------------------------------------------------------------------- wide, polarity-aware search
+
+
+def test_two_second_delay_is_found_by_default(music48):
+    # The automatic range (max(10 s, 25 %), bounded by the overlap) covers it; ±1 s used to give ~893 ms.
+    x = resample(music48, NATIVE, WORK)
+    est = find_lag(x, delayed(x, 2 * WORK), WORK)
+    assert est.lag == pytest.approx(2 * WORK, abs=0.05)
+    assert est.confidence > 0.99 and not est.inverted and not est.at_edge
+    assert estimate_lag(x, delayed(x, -2 * WORK), WORK)[0] == pytest.approx(-2 * WORK, abs=0.05)
+
+
+def test_inverted_copy_gives_lag_zero_and_inverted(music48):
+    x = resample(music48, NATIVE, WORK)
+    est = find_lag(x, -0.5 * x, WORK)
+    assert est.lag == pytest.approx(0.0, abs=0.05)
+    assert est.inverted and est.confidence > 0.99 and not est.at_edge
+    late = find_lag(x, -delayed(x, 777), WORK)
+    assert late.lag == pytest.approx(777, abs=0.05) and late.inverted
+
+
+def test_delay_at_the_search_boundary_sets_at_edge(music48):
+    x = resample(music48, NATIVE, WORK)
+    edge = int(0.1 * WORK)
+    at = find_lag(x, delayed(x, edge), WORK, max_lag_s=0.1)
+    assert at.lag == pytest.approx(edge) and at.at_edge
+    beyond = find_lag(x, delayed(x, -edge - 1), WORK, max_lag_s=0.1)  # just outside: the lobe's flank
+    assert beyond.lag == pytest.approx(-edge) and beyond.at_edge
+    inside = find_lag(x, delayed(x, edge - 50), WORK, max_lag_s=0.1)
+    assert inside.lag == pytest.approx(edge - 50, abs=0.05) and not inside.at_edge
+
+
+def test_search_range():
+    assert search_range(WORK, WORK, WORK) == 10 * WORK  # at least 10 s
+    assert search_range(240 * WORK, 100 * WORK, WORK) == 60 * WORK  # 25 % of the longer signal
+    assert search_range(WORK, WORK, WORK, max_lag_s=0.5) == WORK // 2
+    with pytest.raises(ValueError):
+        search_range(WORK, WORK, WORK, max_lag_s=float("nan"))
+    # Bounded by the overlap: half the 10 s analysis window must face the degraded signal.
+    x = resample(music_like(NATIVE, 10.0, seed=8), NATIVE, WORK)
+    assert find_lag(x, x, WORK).max_lag == 5 * WORK
+
+
+def test_coarse_to_fine_on_a_long_codec_like_pair():
+    # 200 s at 8 kHz: the automatic ±50 s search is first run decimated, then refined at the full rate.
+    rate = 8000
+    x = music_like(rate, 200.0, seed=9)
+    lag = int(37.25 * rate) + 3
+    sos = scipy.signal.butter(6, 2500, fs=rate, output="sos")
+    y = scipy.signal.sosfiltfilt(sos, delayed(x, lag))
+    y = y + 10 ** (-15 / 20) * y.std() * np.random.default_rng(3).standard_normal(y.size)
+    est = find_lag(x, y.astype(np.float32), rate)
+    assert est.max_lag == 50 * rate
+    assert abs(est.lag - lag) <= 0.5 and not est.at_edge and not est.inverted
+    assert 0.5 < est.confidence < 0.99
+    assert estimate_lag(x, -delayed(x, -lag), rate)[0] == pytest.approx(-lag, abs=0.05)
+
+
+def test_estimate_alignment_carries_polarity_and_edge(music48, caplog):
+    x = resample(music48, NATIVE, WORK)
+    a = estimate_alignment(x, -delayed(x, 240), WORK, native_rate=NATIVE)
+    assert (a.lag_samples, a.lag_native_samples, a.estimated, a.inverted, a.at_edge) == (240, 480, True, True, False)
+    assert a.lag_ms == pytest.approx(10.0, abs=1e-3)
+    with caplog.at_level(logging.WARNING, logger="deepaq_core.audio"):
+        edge = estimate_alignment(x, delayed(x, 241), WORK, max_lag_s=0.01)
+    assert edge.at_edge and edge.lag_samples == 240
+    assert any("edge" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("lag, sign", [(2 * WORK + 5, 1.0), (-1105, -1.0), (int(0.1 * WORK), 1.0)])
+def test_coarse_pass_keeps_precision_polarity_and_edge(music48, monkeypatch, lag, sign):
+    # A tiny budget forces the decimated first pass on a 10 s signal.
+    import deepaq_core.audio.align as align
+
+    x = resample(music48, NATIVE, WORK)
+    monkeypatch.setattr(align, "_COARSE_BUDGET", 1 << 15)
+    max_lag_s = 0.1 if lag == int(0.1 * WORK) else None
+    est = find_lag(x, sign * delayed(x, lag), WORK, max_lag_s=max_lag_s)
+    assert est.lag == pytest.approx(lag, abs=0.05)
+    assert est.inverted == (sign < 0) and est.confidence > 0.99
+    assert est.at_edge == (max_lag_s is not None)

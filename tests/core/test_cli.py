@@ -148,3 +148,39 @@ def test_degrade_command_writes_a_scorable_file(capsys, signals, tmp_path):
     assert code == 2 and "Unknown degradation 'warp'" in err
     code, _, err = run(capsys, "degrade", signals["ref"], "--kind", "lowpass", "--param", "speed=3", "-o", str(out))
     assert code == 2 and "speed" in err and "Traceback" not in err
+
+
+def test_two_second_delay_is_found(capsys, signals, tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    ref, rate = sf.read(signals["ref"], dtype="float32")
+    late = np.concatenate([np.zeros((2 * rate, ref.shape[1]), np.float32), ref])[: ref.shape[0]]
+    path = tmp_path / "late2s.wav"
+    sf.write(path, late, rate, subtype="FLOAT")
+    code, out, _ = run(capsys, "score", signals["ref"], str(path), "--json")
+    assert code == 0
+    data = json.loads(out)[0]
+    assert data["offset_ms"] == pytest.approx(2000.0, abs=0.05)  # the ±1 s search used to report ~893 ms
+    assert data["offset_samples"] == 2 * rate
+    assert data["offset_confidence"] > 0.99 and data["offset_inverted"] is False and data["offset_at_edge"] is False
+    assert data["settings"]["max_lag_s"] is None  # the automatic range
+
+
+def test_negative_zero_prints_as_zero(capsys, signals, monkeypatch):
+    import deepaq_core.audio.pair as pair
+
+    # An estimated offset of -0.0004 ms (a hundredth of a sample) must not print as "-0.00".
+    from deepaq_core.audio import Alignment
+
+    monkeypatch.setattr(pair, "estimate_alignment",
+                        lambda *a, **k: Alignment(0, -0.0002, 0, estimated=True, confidence=1.0))
+    code, out, _ = run(capsys, "score", signals["ref"], signals["same"])
+    assert code == 0
+    row = [ln for ln in out.splitlines() if ln.strip().endswith("same.wav")][0]
+    assert row.split()[2] == "0.00" and "-0.00" not in out
+
+
+def test_untrained_note_only_after_results(capsys, signals, tmp_path):
+    code, out, err = run(capsys, "score", signals["ref"], str(tmp_path / "missing.wav"))
+    assert code == 2 and len(err.splitlines()) == 1 and "note:" not in err

@@ -112,3 +112,24 @@ def _model():
     from deepaq_core.results import ModelInfo
 
     return ModelInfo("compact", "0.1", "untrained", "tiny", 24000, 75.0, 256)
+
+
+def test_alignment_polarity_and_edge_round_trip(real_result):
+    r = dataclasses.replace(real_result,
+                            alignment=dataclasses.replace(real_result.alignment, inverted=True, at_edge=True))
+    doc = result_to_json(r)
+    back = result_from_json(json.loads(json.dumps(doc)))
+    assert back.alignment.inverted and back.alignment.at_edge
+    assert back.summary()["offset_inverted"] is True and back.summary()["offset_at_edge"] is True
+    # A file written before these fields existed reads them as False.
+    for key in ("inverted", "at_edge"):
+        doc["alignment"].pop(key)
+    old = result_from_json(json.loads(json.dumps(doc)))
+    assert (old.alignment.inverted, old.alignment.at_edge) == (False, False)
+    assert old.alignment.lag_samples == r.alignment.lag_samples
+
+
+def test_summary_confidence_is_none_when_not_estimated(real_result):
+    r = dataclasses.replace(real_result, alignment=dataclasses.replace(real_result.alignment, confidence=float("nan")))
+    assert r.summary()["offset_confidence"] is None
+    assert 0.9 < real_result.summary()["offset_confidence"] <= 1.0
