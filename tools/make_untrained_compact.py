@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Write the untrained compact bundle to resources/models/compact (seeded, deterministic).
+"""Write the untrained compact bundle to resources/models/compact-untrained (seeded, deterministic).
 
 This fills the built-in model slot while no trained compact model has beaten it (docs/TRAINING.md,
 "What to expect"). The weights are the seed-0 initialisation that every compact training run
@@ -26,7 +26,7 @@ import numpy as np
 import scipy.signal
 
 ROOT = Path(__file__).resolve().parent.parent
-FOLDER = ROOT / "resources" / "models" / "compact"
+FOLDER = ROOT / "resources" / "models" / "compact-untrained"
 
 
 def main() -> None:
@@ -41,7 +41,8 @@ def main() -> None:
 
     cfg = CompactConfig()
     model = build_untrained(seed=0, cfg=cfg)
-    save_bundle(model, untrained_card(cfg, d50=1.0), FOLDER, include_backbone=True, dtype="float16")
+    save_bundle(model, {**untrained_card(cfg, d50=1.0), "name": "compact-untrained"}, FOLDER, include_backbone=True,
+                dtype="float16")
     card = json.loads((FOLDER / "card.json").read_text())
     scorer = Scorer(str(FOLDER), device="cpu")  # the shipped (float16) weights, as users get them
 
