@@ -31,6 +31,11 @@ def _number(fmt: str) -> Callable[[Any], str]:
     return lambda v: "–" if v is None or not math.isfinite(v) else format(v, fmt)
 
 
+def _warp(r: Any) -> str:
+    dropped, inserted = getattr(r, "time_dropped_s", 0.0), getattr(r, "time_inserted_s", 0.0)
+    return f"{dropped * 1000:.0f} / {inserted * 1000:.0f}"
+
+
 def _columns(scale: str, units: str) -> list[_Column]:
     return [
         _Column("Version", lambda r, name: name, str, "Version name", numeric=False),
@@ -40,12 +45,15 @@ def _columns(scale: str, units: str) -> list[_Column]:
                 "Time offset of the version against the reference; positive = version is late"),
         _Column("Gain (dB)", lambda r, name: float(r.gain_db), _number("+.2f"),
                 "Gain applied to the version to match the reference's loudness"),
+        _Column("Time lost / added (ms)", lambda r, name: _warp(r), str,
+                "Time the version lacks / has in excess (dropouts, deleted packets, time warping), "
+                "found by following time locally", numeric=False),
         _Column("Model", lambda r, name: r.model.label, str, "Model that produced the score", numeric=False),
     ]
 
 
 class ScoreTableModel(QtCore.QAbstractTableModel):
-    """One row per version: name, score, distance, offset, gain, model label.
+    """One row per version: name, score, distance, offset, gain, time lost/added, model label.
 
     Display text is formatted; :data:`SORT_ROLE` carries the raw value so sorting is numeric.
 

@@ -459,12 +459,13 @@ def test_score_table_rows_numeric_sort_and_row_selected(qtbot, results):
     view = shown(qtbot, ScoreTableView())
     view.set_results(res, names)
     proxy = view.proxy()
-    assert proxy.rowCount() == 3 and proxy.columnCount() == 6
-    header = [proxy.headerData(c, QtCore.Qt.Orientation.Horizontal) for c in range(6)]
-    assert header == ["Version", "Score", "Distance", "Offset (ms)", "Gain (dB)", "Model"]
+    assert proxy.rowCount() == 3 and proxy.columnCount() == 7
+    header = [proxy.headerData(c, QtCore.Qt.Orientation.Horizontal) for c in range(7)]
+    assert header == ["Version", "Score", "Distance", "Offset (ms)", "Gain (dB)", "Time lost / added (ms)", "Model"]
     tip = proxy.headerData(1, QtCore.Qt.Orientation.Horizontal, QtCore.Qt.ItemDataRole.ToolTipRole)
     assert res[0].score_scale in tip
-    assert proxy.index(0, 5).data() == "compact 0.1.0 (untrained)"
+    assert proxy.index(0, 5).data() == "0 / 0"  # nothing dropped or inserted
+    assert proxy.index(0, 6).data() == "compact 0.1.0 (untrained)"
 
     view.table().sortByColumn(1, QtCore.Qt.SortOrder.AscendingOrder)
     # Numeric: 9.x < 50.x < 80 (a text sort would put "80.7" before "9.2").
