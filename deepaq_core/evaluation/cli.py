@@ -3,26 +3,33 @@
 Loaded by :mod:`deepaq_core.cli` through :func:`register`. Registration only builds the parser
 (standard library only); numpy, torch, scipy and the peers are imported when the command runs.
 
-Three modes::
+Four modes::
 
     deepaq eval MANIFEST.csv --subjective-col subjective_mean --group-col target
     deepaq eval --ladder DIR_OR_MANIFEST                     # known intensities, no listeners
     deepaq eval --make-ladder CLEAN.flac ... --families mp3,opus,lowpass --excerpt-s 6
+    deepaq eval --suite dev [FOLDER]                         # every dev set, one table each
 
 Each writes to ``--out`` (default ``deepaq_eval/``): ``items.csv`` (per item and metric: value,
-seconds, error), ``summary.md`` (printed too), ``summary.json`` and a PNG (``scatter.png`` or
-``ladder.png``; needs matplotlib).
+seconds, error), ``summary.md`` (printed too), ``summary.json`` and, except for ``--suite``, a
+PNG (``scatter.png`` or ``ladder.png``; needs matplotlib). The suite is described in
+:mod:`deepaq_core.evaluation.suite`.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 
 from deepaq_core.errors import DeePAQError
 
 DEFAULT_FAMILIES = "mp3,opus,lowpass"
+# Kept in step with deepaq_core.evaluation.suite.DEFAULT_MODELS and DEFAULT_PEERS (not imported: registration
+# stays light).
+DEFAULT_SUITE_MODELS = ("compact", "compact-untrained")
+DEFAULT_SUITE_PEERS = "visqol,zimtohrli"
 
 
 def register(subparsers) -> dict:
@@ -32,7 +39,8 @@ def register(subparsers) -> dict:
         description="Evaluate DeePAQ models, two baselines (SI-SDR, log-mel L1) and installed peer metrics "
         "(ViSQOL, Zimtohrli, CDPAM) on a manifest with subjective scores, or on a degradation ladder.")
     p.add_argument("manifest", nargs="?", help="CSV with reference, degraded and subjective columns "
-                   "(paths relative to the CSV)")
+                   "(paths relative to the CSV); with --suite: the folder holding the sets (default: "
+                   "../shared/data, then the shared/data next to the repository)")
     p.add_argument("--reference-col", default="reference", help="reference column (default: reference)")
     p.add_argument("--degraded-col", default="degraded", help="degraded column (default: degraded)")
     p.add_argument("--subjective-col", default=None,
@@ -41,6 +49,9 @@ def register(subparsers) -> dict:
                    help="optional grouping column, e.g. condition, codec, target (default: group with --ladder)")
     p.add_argument("--clean", metavar="DIR", help="clean recordings for rows without a reference (NMR; "
                    "DeePAQ models only)")
+    p.add_argument("--suite", choices=["dev"], default=None,
+                   help="score every set of the dev suite (tcdaudio14, sisec08, tcdvoip, phase_abx) found in "
+                   "FOLDER and print one table per set; default models: " + " and ".join(DEFAULT_SUITE_MODELS))
     lad = p.add_argument_group("ladders (no listener scores)")
     lad.add_argument("--ladder", metavar="DIR_OR_CSV", help="evaluate a ladder manifest (reference, degraded, "
                      "intensity, group), or a folder holding manifest.csv")
@@ -54,8 +65,9 @@ def register(subparsers) -> dict:
     m = p.add_argument_group("metrics")
     m.add_argument("--model", action="append", default=None, metavar="NAME|PATH",
                    help="DeePAQ model to include (repeatable; 'all' = every available one, 'none' = baselines and "
-                   "peers only; default: compact)")
-    m.add_argument("--peers", default="all", help="peer metrics: all (default: those installed), none, or a "
+                   "peers only; default: compact, with --suite: compact and compact-untrained)")
+    m.add_argument("--peers", default=None, help="peer metrics: all (default: those installed; with --suite: "
+                   f"{DEFAULT_SUITE_PEERS}, as CDPAM takes minutes per file on a CPU), none, or a "
                    "comma-separated list of visqol, zimtohrli, cdpam")
     m.add_argument("--deepaq-output", choices=["distance", "score"], default="distance",
                    help="DeePAQ value to correlate (default: distance; score is its 0-100 mapping)")
@@ -125,11 +137,15 @@ def _clean_files(folder: str | None) -> list[str] | None:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     """Handler of ``deepaq eval``; returns the exit code (2 if some file could not be scored)."""
-    modes = sum(bool(x) for x in (args.manifest, args.ladder, args.make_ladder))
-    if modes != 1:
-        raise DeePAQError("deepaq eval needs exactly one of MANIFEST, --ladder or --make-ladder.")
     if args.bootstrap < 100:
         raise DeePAQError("--bootstrap must be at least 100 resamples.")
+    if args.suite:
+        if args.ladder or args.make_ladder or args.clean:
+            raise DeePAQError("--suite cannot be combined with --ladder, --make-ladder or --clean.")
+        return _run_suite(args)
+    modes = sum(bool(x) for x in (args.manifest, args.ladder, args.make_ladder))
+    if modes != 1:
+        raise DeePAQError("deepaq eval needs exactly one of MANIFEST, --ladder, --make-ladder or --suite.")
     os.makedirs(args.out, exist_ok=True)
     from deepaq_core.evaluation.manifest import load_manifest
     from deepaq_core.evaluation.runner import run_metrics
@@ -154,7 +170,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         subjective_col=args.subjective_col or ("intensity" if ladder else "subjective"),
         group_col=args.group_col or ("group" if ladder else None), require_reference=not clean,
     )
-    metrics = build_metrics(args.model, args.peers, device=args.device, output=args.deepaq_output, clean=clean)
+    metrics = build_metrics(args.model, args.peers or "all", device=args.device, output=args.deepaq_output,
+                            clean=clean)
     runs = run_metrics(rows, metrics, say=_say, debug=args.debug)
     if not runs:
         raise DeePAQError("No metric could be set up; see the messages above.")
@@ -166,6 +183,57 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if failures:
         print(f"deepaq: error: {failures} file scorings failed (see the *_error columns of "
               f"{os.path.join(args.out, 'items.csv')}).", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _run_suite(args: argparse.Namespace) -> int:
+    """``deepaq eval --suite NAME [FOLDER]``: every set of the suite, one table per set."""
+    import shlex
+
+    from deepaq_core.evaluation.suite import find_suite_folder, run_suite
+
+    folder = find_suite_folder(args.manifest, args.suite)  # before any model loads
+    _say(f"suite {args.suite}: {folder}")
+    peers = args.peers or DEFAULT_SUITE_PEERS
+    metrics = build_metrics(args.model or list(DEFAULT_SUITE_MODELS), peers, device=args.device,
+                            output=args.deepaq_output)
+    parts = ["deepaq", "eval", "--suite", args.suite, *([args.manifest] if args.manifest else [])]
+    for m in args.model or []:
+        parts += ["--model", m]
+    parts += ["--peers", peers, "--device", args.device, "--deepaq-output", args.deepaq_output,
+              "--bootstrap", str(args.bootstrap), "--seed", str(args.seed), "--out", args.out]
+    command = " ".join(shlex.quote(p) for p in parts)
+    # Every metric loads each pair, so a file's warning (e.g. an uncertain alignment) would repeat once per
+    # metric; show each distinct message once.
+    seen: set[str] = set()
+
+    def once(record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        if msg in seen:
+            return False
+        seen.add(msg)
+        return True
+
+    handlers = logging.getLogger().handlers
+    for h in handlers:
+        h.addFilter(once)
+    try:
+        res = run_suite(folder, metrics, args.out, suite=args.suite, n_boot=args.bootstrap, seed=args.seed,
+                        say=_say, debug=args.debug, command=command)
+    finally:
+        for h in handlers:
+            h.removeFilter(once)
+    print(res["text"])
+    _say(f"suite done in {res['wall_s'] / 60:.1f} min; outputs in {args.out}")
+    problems = []
+    if res["failures"]:
+        problems.append(f"{res['failures']} file scorings failed (see the *_error columns of "
+                        f"{os.path.join(args.out, 'items.csv')})")
+    if res["skipped"]:
+        problems.append(f"{len(res['skipped'])} set(s) could not be read ({', '.join(res['skipped'])})")
+    if problems:
+        print(f"deepaq: error: {'; '.join(problems)}.", file=sys.stderr)
         return 2
     return 0
 

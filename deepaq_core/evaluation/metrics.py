@@ -165,7 +165,7 @@ class DeePAQMetric(Metric):
         self._scorer = None
 
     def describe(self) -> dict:
-        return {**super().describe(), "model": str(self.model), "status": self.status}
+        return {**super().describe(), "model": str(self.model), "status": self.status, "output": self.output}
 
 
 def available_models() -> list[str]:

@@ -37,7 +37,7 @@ def metric_heading(info: dict) -> str:
 
 
 def write_items_csv(path: str | os.PathLike, rows: Sequence[ManifestRow], runs: Sequence[MetricRun],
-                    base: str | os.PathLike | None = None) -> None:
+                    base: str | os.PathLike | None = None, sets: Sequence[str] | None = None) -> None:
     """Per-item CSV: the row, then per metric its value, extras, seconds and error.
 
     Parameters
@@ -49,9 +49,13 @@ def write_items_csv(path: str | os.PathLike, rows: Sequence[ManifestRow], runs: 
     base : str or os.PathLike or None
         Write audio paths relative to this folder (e.g. the manifest's), so the CSV does not
         depend on where the data lives; None keeps absolute paths.
+    sets : sequence of str or None
+        Name of the set of each row (a suite run); written as a first ``set`` column.
     """
     extra_cols = list(dict.fromkeys(k for r in rows for k in r.extra))
     header = ["reference", "degraded", "group", "subjective", "identity", *extra_cols]
+    if sets is not None:
+        header.insert(0, "set")
     for run in runs:
         header += [run.name, *[f"{run.name}_{k}" for k in run.extras], f"{run.name}_s", f"{run.name}_error"]
 
@@ -66,6 +70,8 @@ def write_items_csv(path: str | os.PathLike, rows: Sequence[ManifestRow], runs: 
         for i, r in enumerate(rows):
             rec = [rel(r.reference), rel(r.degraded), r.group or "", "" if r.subjective is None else r.subjective,
                    int(is_identity(r)), *[r.extra.get(k, "") for k in extra_cols]]
+            if sets is not None:
+                rec.insert(0, sets[i])
             for run in runs:
                 rec += [_num(run.values[i]), *[_num(run.extras[k][i]) for k in run.extras], _num(run.seconds[i], 4),
                         run.errors[i] or ""]

@@ -81,7 +81,8 @@ def audio_durations(rows: Sequence[ManifestRow]) -> np.ndarray:
 
 
 def run_metrics(rows: Sequence[ManifestRow], metrics: Sequence[Metric], *,
-                say: Callable[[str], None] | None = _stderr, debug: bool = False) -> list[MetricRun]:
+                say: Callable[[str], None] | None = _stderr, debug: bool = False,
+                progress: Callable[[str, int, int], None] | None = None) -> list[MetricRun]:
     """Score every row with every metric.
 
     Parameters
@@ -93,6 +94,8 @@ def run_metrics(rows: Sequence[ManifestRow], metrics: Sequence[Metric], *,
         Receives one-line progress and skip messages (default: stderr); None is silent.
     debug : bool
         Re-raise the first per-file failure instead of recording it.
+    progress : callable or None
+        ``progress(metric_name, rows_done, n_rows)``, called after every row (scored or not).
 
     Returns
     -------
@@ -124,28 +127,47 @@ def run_metrics(rows: Sequence[ManifestRow], metrics: Sequence[Metric], *,
         for i, row in enumerate(rows):
             if row.reference is None and not m.nmr:
                 run.errors[i] = "no reference (this metric needs one)"
+                if progress is not None:
+                    progress(m.name, i + 1, n)
                 continue
-            t = time.perf_counter()
-            try:
-                out = m.measure(row.reference, row.degraded)
-            except Exception as exc:  # one bad file must not end a long run; the row says why
-                if debug:
-                    raise
-                msg = str(exc) if isinstance(exc, DeePAQError) else f"{exc.__class__.__name__}: {exc}"
-                run.errors[i] = msg
-                say(f"{m.name}: {os.path.basename(row.degraded)}: {msg}")
-                continue
-            run.seconds[i] = time.perf_counter() - t
-            v = float(out["value"])
-            run.values[i] = v
-            run.quality[i] = m.quality(v)
-            for k in m.extras:
-                run.extras[k][i] = float(out.get(k, math.nan))
+            _measure_row(m, row, i, run, say, debug)
+            if progress is not None:
+                progress(m.name, i + 1, n)
         m.close()
         runs.append(run)
         say(f"{m.name}: {int(np.isfinite(run.values).sum())}/{n} files in {time.perf_counter() - t_all:.1f} s "
             f"(setup {setup_s:.1f} s)")
     return runs
+
+
+def _measure_row(m: Metric, row: ManifestRow, i: int, run: MetricRun, say, debug: bool) -> None:
+    """Score one row into ``run`` (value, quality, extras, seconds), or record why it failed."""
+    t = time.perf_counter()
+    try:
+        out = m.measure(row.reference, row.degraded)
+        v = float(out["value"])
+    except Exception as exc:  # one bad file must not end a long run; the row says why
+        if debug:
+            raise
+        msg = str(exc) if isinstance(exc, DeePAQError) else f"{exc.__class__.__name__}: {exc}"
+        run.errors[i] = msg
+        say(f"{m.name}: {os.path.basename(row.degraded)}: {msg}")
+        return
+    run.seconds[i] = time.perf_counter() - t
+    run.values[i] = v
+    run.quality[i] = m.quality(v)
+    for k in m.extras:
+        run.extras[k][i] = float(out.get(k, math.nan))
+
+
+def subset_run(run: MetricRun, index) -> MetricRun:
+    """The same metric's results restricted to some rows (``index``: integer positions or a mask)."""
+    idx = np.asarray(index)
+    if idx.dtype == bool:
+        idx = np.flatnonzero(idx)
+    return MetricRun(info=run.info, values=run.values[idx], quality=run.quality[idx], seconds=run.seconds[idx],
+                     extras={k: v[idx] for k, v in run.extras.items()}, errors=[run.errors[int(i)] for i in idx],
+                     setup_s=run.setup_s)
 
 
 def is_identity(row: ManifestRow) -> bool:

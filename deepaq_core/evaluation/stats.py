@@ -11,6 +11,8 @@ listeners always gets positive correlations.
 - :func:`bootstrap_ci`: percentile bootstrap over items (pairs resampled together).
 - :func:`fit_monotonic_mapping` / :func:`rmse_after_mapping`: ITU-T P.1401's third-order
   monotonic polynomial mapping and its RMSE with the degrees-of-freedom correction ``N - 4``.
+- :func:`cross_fitted_predictions`: out-of-fold predictions through that mapping (fitted on the
+  other folds, e.g. the other talker), for cross-validated correlations.
 - :func:`fisher_z_mean`: mean of per-group Pearson correlations in Fisher's z domain.
 - :func:`ladder_agreement`: how well a metric orders versions of known degradation intensity.
 """
@@ -265,7 +267,10 @@ def fit_monotonic_mapping(x, y) -> Callable[[np.ndarray], np.ndarray]:
     b1, b0 = np.polyfit(u, y, 1)
     start = np.array([b0, max(b1, 0.0), 0.0, 0.0]) if b1 >= 0 else np.array([y.mean(), 0.0, 0.0, 0.0])
     try:
-        coef, _ = scipy.optimize.curve_fit(_cubic, u, y, p0=start, maxfev=20000)
+        with warnings.catch_warnings():
+            # 4 points fit a cubic exactly and leave no covariance to estimate; only coef is used.
+            warnings.simplefilter("ignore", scipy.optimize.OptimizeWarning)
+            coef, _ = scipy.optimize.curve_fit(_cubic, u, y, p0=start, maxfev=20000)
         if np.all(slope(coef) >= -1e-9):
             return MonotonicMapping(coef, lo, hi, "curve_fit")
     except (RuntimeError, ValueError):  # no convergence: the constrained fit below still works
@@ -307,6 +312,57 @@ def rmse_after_mapping(x, y, dof: int = MAPPING_DOF) -> float:
         return math.nan
     e = y - fit_monotonic_mapping(x, y)(x)
     return float(math.sqrt(float(e @ e) / (x.size - dof)))
+
+
+def cross_fitted_predictions(metric, subjective, folds: Sequence, *,
+                             fit: Callable | None = None) -> np.ndarray:
+    """Out-of-fold predictions of the subjective scores from a metric through a fitted mapping.
+
+    For each fold label, the mapping (by default :func:`fit_monotonic_mapping`, ITU-T P.1401's
+    third-order monotonic polynomial) is fitted on the items of all *other* folds and applied to
+    the items of this fold. With two folds (e.g. two talkers) the mapping fitted on one talker
+    predicts the other and vice versa; with one fold per item group it is leave-one-group-out.
+    The correlation of the pooled predictions with the subjective scores then measures how well
+    a metric's scale transfers to unseen material, with no parameter fitted on the items it is
+    judged on.
+
+    Parameters
+    ----------
+    metric : array_like
+        Metric values in quality orientation (higher = better); NaN = no value.
+    subjective : array_like
+        Subjective scores, same length.
+    folds : sequence
+        Fold label per item (e.g. the talker); at least two distinct labels.
+    fit : callable or None
+        ``fit(x, y) -> mapping`` with ``mapping(x) -> y_hat``; None = :func:`fit_monotonic_mapping`.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``[N]`` predictions; NaN where the metric has no value or the training folds hold no
+        finite pair.
+    """
+    fit = fit or fit_monotonic_mapping
+    x = np.asarray(metric, dtype=np.float64).ravel()
+    y = np.asarray(subjective, dtype=np.float64).ravel()
+    labels = np.asarray([str(f) for f in folds], dtype=object)
+    if not (x.shape == y.shape == labels.shape):
+        raise ValueError(f"metric, subjective and folds differ in length: {x.size}, {y.size}, {labels.size}")
+    if len(set(labels.tolist())) < 2:
+        raise ValueError("cross-fitting needs at least two folds")
+    out = np.full(x.size, np.nan)
+    ok = np.isfinite(x) & np.isfinite(y)
+    for label in sorted(set(labels.tolist())):
+        test = labels == label
+        train = ~test & ok
+        if not train.any():
+            continue
+        mapping = fit(x[train], y[train])
+        pred_idx = np.flatnonzero(test & np.isfinite(x))
+        if pred_idx.size:
+            out[pred_idx] = np.asarray(mapping(x[pred_idx]), dtype=np.float64)
+    return out
 
 
 def ladder_agreement(scores, intensities) -> dict:
