@@ -642,7 +642,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="deepaq-bench-") as tmp:
         tmp = Path(tmp)
-        models: list[tuple[str, str]] = [("compact", "compact")]
+        models: list[tuple[str, str]] = [("compact", "compact"), ("compact-untrained", "compact-untrained")]
         if not args.no_mert:
             try:
                 t0 = time.perf_counter()
@@ -656,9 +656,9 @@ def main(argv: list[str] | None = None) -> int:
         # -- 1. speed per backbone ----------------------------------------------------------
         speed: dict[str, dict] = {}
         scorers = {}
-        mert_label = next((lab for lab, _ in models if lab != "compact"), None)
+        mert_label = next((lab for lab, _ in models if not lab.startswith("compact")), None)
         for label, spec in models:
-            if "speed" not in sections and (label == "compact" or not sections & {"profile", "variants"}):
+            if "speed" not in sections and (label.startswith("compact") or not sections & {"profile", "variants"}):
                 continue
             wait_idle(WAIT_S)
             t0 = time.perf_counter()
@@ -680,7 +680,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{default_threads}, batch {speed['compact']['batch']}. Median of {args.repeats} runs after one "
                   "warm-up; x real time = pair duration / wall time; time vs compact = wall / compact's wall in "
                   "this run; the time parts are those of the median run. Input: in-memory 48 kHz stereo buffers "
-                  "(resampled to 24 kHz and downmixed by the Scorer, as files would be).\n")
+                  "(resampled to each model's rate and downmixed by the Scorer, as files would be).\n")
             rows = []
             for label, m in speed.items():
                 rows.append([label, f"{m['wall_s']:.2f}", f"{m['min_s']:.2f}-{m['max_s']:.2f}",

@@ -148,6 +148,10 @@ class DeePAQMetric(Metric):
         info = self._scorer.info
         self.status = info.status
         self.label = f"DeePAQ {info.label} ({self.output}; model status: {info.status})"
+        if self.output == "distance":
+            from deepaq_core.distance import DistanceSpec
+
+            self.unit = DistanceSpec.from_card(self._scorer.loaded.bundle.card).units
 
     def measure(self, reference, degraded):
         if reference is None:
