@@ -56,6 +56,22 @@ def score_set(scorer, folder: Path) -> list[dict]:
     return rows
 
 
+def condensed_suite(summary: dict) -> dict:
+    """The dev-suite figures of every metric (no per-item predictions), for the model card."""
+
+    def keep(x):
+        if isinstance(x, dict):
+            return {k: keep(v) for k, v in x.items() if k not in ("predictions", "folds", "identity_target")}
+        if isinstance(x, float):
+            return round(x, 4)
+        if isinstance(x, list):
+            return [keep(v) for v in x]
+        return x
+
+    return {"command": summary.get("command"), "wall_s": round(float(summary.get("wall_s", 0.0)), 1),
+            "n_rows": summary.get("n_rows"), "sets": keep(summary.get("sets", {}))}
+
+
 def main() -> None:
     from scipy.stats import pearsonr, spearmanr
 
@@ -64,6 +80,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
     ap.add_argument("--write", action="store_true", help="write the mapping and results into the built-in bundle")
+    ap.add_argument("--suite", help="summary.json of 'deepaq eval --suite dev' to record in the card (condensed)")
     a = ap.parse_args()
     data = Path(a.data)
     t0 = time.perf_counter()
@@ -111,6 +128,8 @@ def main() -> None:
                       for r in sets["phase_abx"]},
         "seconds": round(time.perf_counter() - t0, 1),
     }
+    if a.suite:
+        results["dev_suite"] = condensed_suite(json.loads(Path(a.suite).read_text()))
     print(json.dumps(results, indent=2))
     if a.write:
         fitted_on = ("listener ratings: " + results["mapping_fit"]["data"]
