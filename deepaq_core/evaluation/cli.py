@@ -55,6 +55,8 @@ def register(subparsers) -> dict:
     m.add_argument("--model", action="append", default=None, metavar="NAME|PATH",
                    help="DeePAQ model to include (repeatable; 'all' = every available one, 'none' = baselines and "
                    "peers only; default: compact)")
+    m.add_argument("--allow-unverified", action="store_true",
+                   help="also load model bundles whose card has no weights checksum (weights_sha256)")
     m.add_argument("--peers", default="all", help="peer metrics: all (default: those installed), none, or a "
                    "comma-separated list of visqol, zimtohrli, cdpam")
     m.add_argument("--deepaq-output", choices=["distance", "score"], default="distance",
@@ -75,7 +77,8 @@ def _say(msg: str) -> None:
     print(f"deepaq eval: {msg}", file=sys.stderr, flush=True)
 
 
-def build_metrics(models, peers: str, *, device: str = "auto", output: str = "distance", clean=None, say=_say):
+def build_metrics(models, peers: str, *, device: str = "auto", output: str = "distance", clean=None, say=_say,
+                  allow_unverified: bool = False):
     """DeePAQ models, the two baselines and the installed peers, in report order.
 
     Parameters
@@ -90,6 +93,8 @@ def build_metrics(models, peers: str, *, device: str = "auto", output: str = "di
         Clean recordings for NMR rows.
     say : callable
         Receives the one-line skip notes.
+    allow_unverified : bool
+        Also load DeePAQ model bundles without a weights checksum.
 
     Returns
     -------
@@ -100,7 +105,7 @@ def build_metrics(models, peers: str, *, device: str = "auto", output: str = "di
 
     names, notes = resolve_models(models or ["compact"])
     peer_names = parse_peers(peers)  # validate before anything slow
-    metrics = [DeePAQMetric(n, device, output, clean) for n in names]
+    metrics = [DeePAQMetric(n, device, output, clean, allow_unverified=allow_unverified) for n in names]
     metrics += [SiSdrMetric(), LogMelMetric()]
     peer_device = device if device.startswith("cuda") else "cpu"
     found, peer_notes = load_peers(peer_names, device=peer_device)
@@ -154,7 +159,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         subjective_col=args.subjective_col or ("intensity" if ladder else "subjective"),
         group_col=args.group_col or ("group" if ladder else None), require_reference=not clean,
     )
-    metrics = build_metrics(args.model, args.peers, device=args.device, output=args.deepaq_output, clean=clean)
+    metrics = build_metrics(args.model, args.peers, device=args.device, output=args.deepaq_output, clean=clean,
+                            allow_unverified=args.allow_unverified)
     runs = run_metrics(rows, metrics, say=_say, debug=args.debug)
     if not runs:
         raise DeePAQError("No metric could be set up; see the messages above.")
