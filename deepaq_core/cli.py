@@ -1,4 +1,4 @@
-"""The ``deepaq`` command: score, batch, nmr, models.
+"""The ``deepaq`` command: score, batch, nmr, models (and ``models verify``), degrade, gui.
 
 Results go to stdout, progress and messages to stderr. Exit codes: 0 success, 2 bad input (one
 sentence, no traceback; ``--debug`` shows it), 1 an unexpected internal error.
@@ -23,6 +23,8 @@ log = logging.getLogger("deepaq")
 
 BATCH_COLUMNS = ["reference", "degraded", "score", "distance", "offset_ms", "gain_db", "model", "error"]
 DEBUG_HELP = "show tracebacks and debug logging"
+ALLOW_UNVERIFIED_HELP = ("also load a model bundle whose card has no weights checksum (weights_sha256); "
+                         "a checksum that does not match is always refused")
 # Longest quality-curve window or hop accepted, seconds.
 MAX_WINDOW_S = 3600.0
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".m4a", ".aac", ".opus", ".aif", ".aiff", ".wma", ".mp4"}
@@ -77,6 +79,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model and signal options")
     g.add_argument("--model", default=None, help="model name from 'deepaq models' or a bundle folder (default: compact)")
     g.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
+    g.add_argument("--allow-unverified", action="store_true", help=ALLOW_UNVERIFIED_HELP)
     g.add_argument("--no-align", action="store_true", help="do not estimate or compensate the degraded file's delay")
     g.add_argument("--offset-ms", type=float, default=None,
                    help="use this delay of the degraded file instead of estimating it (positive = degraded is late)")
@@ -119,9 +122,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print results as JSON")
     _add_common(p)
 
-    p = sub.add_parser("models", help="list the model ladder and what is available here")
+    p = sub.add_parser("models", help="list the model ladder and what is available here; 'models verify PATH' "
+                       "checks a bundle", description="List the model ladder, or check a model bundle with "
+                       "'deepaq models verify PATH'.")
     p.add_argument("--json", action="store_true", help="print as JSON")
     p.add_argument("--debug", action="store_true", help=DEBUG_HELP)
+    msub = p.add_subparsers(dest="models_command", metavar="ACTION")
+    v = msub.add_parser("verify", help="check a model bundle folder (card, weights file, size, checksum, loading)",
+                        description="Check a model bundle: its card against the schema, that its weights file "
+                        "lies in the bundle folder, is large enough for the card, matches the card's checksum, "
+                        "and loads into the model the card describes. Prints one line; exit code 0 if it passes, "
+                        "2 if not.")
+    v.add_argument("path", metavar="PATH", help="bundle folder (or a model name, e.g. user:NAME)")
+    v.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
 
     p = sub.add_parser("degrade", help="make a degraded version of a file (real codecs, filters, noise, ...)",
                        description="Write a degraded version of INPUT; prints what was applied as JSON. "
@@ -190,7 +203,17 @@ def _settings(args: argparse.Namespace):
 def _scorer(args: argparse.Namespace):
     from deepaq_core.scoring import Scorer
 
-    return Scorer(args.model, args.device, _settings(args))
+    scorer = Scorer(args.model, args.device, _settings(args), allow_unverified=args.allow_unverified)
+    _unverified_note(scorer.loaded.bundle)
+    return scorer
+
+
+def _unverified_note(bundle) -> None:
+    from deepaq_core.model.bundle import unverified_note
+
+    note = unverified_note(bundle)
+    if note:
+        print(f"deepaq: note: {note}", file=sys.stderr)
 
 
 def _status_note(info) -> None:
@@ -367,6 +390,8 @@ def cmd_nmr(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
+    if getattr(args, "models_command", None) == "verify":
+        return cmd_models_verify(args)
     from deepaq_core.model.registry import list_models
 
     entries = list_models()
@@ -376,6 +401,25 @@ def cmd_models(args: argparse.Namespace) -> int:
     print(f"{'name':<16} {'status':<10} {'available':<9}  where / description")
     for e in entries:
         print(f"{e.name:<16} {e.status:<10} {'yes' if e.available else 'no':<9}  {e.where}: {e.description}")
+    return 0
+
+
+def cmd_models_verify(args: argparse.Namespace) -> int:
+    """``deepaq models verify PATH``: one line, ``OK <name> <version> (<status>), sha256 <12 hex>``."""
+    from deepaq_core.errors import ModelError
+    from deepaq_core.model.bundle import verify_bundle
+    from deepaq_core.model.registry import resolve
+
+    path = Path(args.path).expanduser()
+    if path.is_dir():
+        bundle = verify_bundle(path)
+    else:
+        found = resolve(args.path)
+        if found.folder is None:
+            raise ModelError(f"The model '{args.path}' is not a bundle on disk, so there is nothing to verify.")
+        bundle = verify_bundle(found.folder)
+    info = bundle.info()
+    print(f"OK {info.name} {info.version} ({info.status}), sha256 {bundle.card['weights_sha256'][:12].lower()}")
     return 0
 
 

@@ -24,6 +24,8 @@ import numpy as np
 
 EMBEDDING_L2 = "embedding_l2"
 LOUDNESS_DISTURBANCE = "loudness_disturbance"
+#: Every distance type a card may name.
+DISTANCE_TYPES = (EMBEDDING_L2, LOUDNESS_DISTURBANCE)
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,7 @@ class DistanceSpec:
         d = card.get("distance") or {}
         known = set(cls.__dataclass_fields__)
         spec = cls(**{k: v for k, v in d.items() if k in known})
-        if spec.type not in (EMBEDDING_L2, LOUDNESS_DISTURBANCE):
+        if spec.type not in DISTANCE_TYPES:
             from deepaq_core.errors import ModelError
 
             raise ModelError(f"Unknown distance type '{spec.type}' in the model card.")

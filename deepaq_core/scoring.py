@@ -144,14 +144,17 @@ class Scorer:
     device : str
         ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ...
     settings : ScoreSettings
+    allow_unverified : bool
+        Also load a model bundle whose card has no weights checksum (refused otherwise).
     """
 
     def __init__(self, model: str | os.PathLike | None = None, device: str = "auto",
-                 settings: ScoreSettings | None = None, cache_size: int = 4) -> None:
+                 settings: ScoreSettings | None = None, cache_size: int = 4, *,
+                 allow_unverified: bool = False) -> None:
         from deepaq_core.model.registry import load_model
 
         t0 = time.perf_counter()
-        self.loaded = load_model(model, device)
+        self.loaded = load_model(model, device, allow_unverified=allow_unverified)
         self.model_load_s = time.perf_counter() - t0
         self.settings = settings or ScoreSettings()
         self._cache: OrderedDict[tuple, Embedded] = OrderedDict()
@@ -520,7 +523,7 @@ def _drain(gen: Generator, progress: ProgressCallback | None) -> Any:
 
 def score(reference: AudioInput, degraded: AudioInput, *, model: str | None = None, device: str = "auto",
           settings: ScoreSettings | None = None, progress: ProgressCallback | None = None,
-          cancel=None) -> QualityResult:
+          cancel=None, allow_unverified: bool = False) -> QualityResult:
     """Score one degraded file against a reference (see :class:`Scorer` for several files).
 
     Parameters
@@ -529,9 +532,12 @@ def score(reference: AudioInput, degraded: AudioInput, *, model: str | None = No
         Any readable audio (8-192 kHz, 1-8 channels); in-memory buffers at any rate.
     model : str, optional
         Ladder name or bundle path; default the built-in model.
+    allow_unverified : bool
+        Also load a model bundle without a weights checksum.
 
     Returns
     -------
     QualityResult
     """
-    return Scorer(model, device, settings).score(reference, degraded, progress=progress, cancel=cancel)
+    scorer = Scorer(model, device, settings, allow_unverified=allow_unverified)
+    return scorer.score(reference, degraded, progress=progress, cancel=cancel)

@@ -1,6 +1,6 @@
 """``deepaq-gui``: application start-up, logging, exception hook and command-line options.
 
-    deepaq-gui [REF DEG ...] [--model NAME] [--device auto|cpu|cuda] [--screenshot OUT.png]
+    deepaq-gui [REF DEG ...] [--model NAME] [--allow-unverified] [--device auto|cpu|cuda] [--screenshot OUT.png]
 
 With ``--screenshot`` the app opens the files, waits until scoring has finished, saves a PNG of
 the whole window and exits 0 (non-zero, with one line on stderr, if anything failed).
@@ -117,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="deepaq-gui", description="DeePAQ desktop app: listen A/B and see where quality drops.")
     p.add_argument("files", nargs="*", help="reference file, then degraded versions (up to 9)")
     p.add_argument("--model", default=None, help="model name from 'deepaq models' or a bundle folder")
+    p.add_argument("--allow-unverified", action="store_true",
+                   help="also load a model bundle whose card has no weights checksum (weights_sha256)")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
     p.add_argument("--screenshot", metavar="OUT.png", help="save a PNG of the window once scoring is done, then exit")
     p.add_argument("--demo", action="store_true", help="open the demo")
@@ -156,7 +158,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from deepaq_gui.main_window import MainWindow
 
-    window = MainWindow(device=args.device, audio_backend="null" if args.no_audio else "auto", model=args.model)
+    window = MainWindow(device=args.device, audio_backend="null" if args.no_audio else "auto", model=args.model,
+                        allow_unverified=args.allow_unverified)
     exit_code = {"value": 0}
 
     def fatal(value: BaseException) -> None:

@@ -112,8 +112,9 @@ class ModelHolder:
     or re-adding a file shows its result without recomputing.
     """
 
-    def __init__(self, device: str = "auto") -> None:
+    def __init__(self, device: str = "auto", allow_unverified: bool = False) -> None:
         self.device = device
+        self.allow_unverified = allow_unverified
         self._scorer = None
         self._name: str | None = "\0"
         self.lock = threading.Lock()
@@ -125,7 +126,7 @@ class ModelHolder:
 
         if self._scorer is None or name != self._name:
             reserve_ui_core()
-            self._scorer = Scorer(name, self.device)
+            self._scorer = Scorer(name, self.device, allow_unverified=self.allow_unverified)
             self._name = name
         return self._scorer
 
@@ -136,9 +137,10 @@ class ModelHolder:
 
 @dataclass(frozen=True)
 class ModelReady:
-    """Partial item: the model is loaded (label to show in the window)."""
+    """Partial item: the model is loaded (label to show in the window; a note if it is unverified)."""
 
     label: str
+    note: str | None = None
 
 
 def score_job(holder: ModelHolder, reference: Track, versions: list[tuple[int, Track]], model: str | None,
@@ -149,7 +151,9 @@ def score_job(holder: ModelHolder, reference: Track, versions: list[tuple[int, T
         with holder.lock:
             yield Progress(0.0, "Loading model")
             scorer = holder.scorer(model)
-            yield ModelReady(scorer.info.label)
+            from deepaq_core.model.bundle import unverified_note
+
+            yield ModelReady(scorer.info.label, unverified_note(scorer.loaded.bundle))
             scorer.settings = settings
             todo = []
             for idx, track in versions:

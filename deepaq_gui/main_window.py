@@ -43,7 +43,8 @@ class MainWindow(QtWidgets.QMainWindow):
 
     scoringIdle = QtCore.Signal()  # emitted when no work is pending (tests, --screenshot)
 
-    def __init__(self, *, device: str = "auto", audio_backend: str = "auto", model: str | None = None) -> None:
+    def __init__(self, *, device: str = "auto", audio_backend: str = "auto", model: str | None = None,
+                 allow_unverified: bool = False) -> None:
         super().__init__()
         preload_modules()
         # The UI thread needs the GIL for every Python slot (even a 10 ms timer's). While a worker
@@ -55,7 +56,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.resize(1400, 900)
         self.setAcceptDrops(True)
         self.session = Session(model_name=model)
-        self.holder = ModelHolder(device)
+        self.holder = ModelHolder(device, allow_unverified)
         self.engine = PlaybackEngine(backend=audio_backend)
         self.workers: set[Worker] = set()
         # Scoring (long) runs in its own one-thread pool, and everything else (reading files,
@@ -67,6 +68,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.score_pool = QtCore.QThreadPool(self)
         self.score_pool.setMaxThreadCount(1)
         self.score_worker: Worker | None = None
+        self._notes_shown: set[str] = set()  # one-time notes (an unverified model) already shown
         self._progress_worker: Worker | None = None  # the job the progress bar and Cancel button follow
         self.current = 0  # 0 = reference, i = version i (1-based)
         self.shown_version = 0  # 0-based version shown in waveform/spectrogram/heatmaps
@@ -387,7 +389,7 @@ class MainWindow(QtWidgets.QMainWindow):
             act.setCheckable(True)
             act.setChecked(entry.name == current)
             act.setEnabled(entry.available)
-            act.setToolTip(entry.description if entry.available else entry.where)
+            act.setToolTip(entry.description if entry.available else f"{entry.where}: {entry.description}")
             group.addAction(act)
             act.triggered.connect(lambda _=False, n=entry.name: self.set_model(n))
 
@@ -418,6 +420,9 @@ class MainWindow(QtWidgets.QMainWindow):
             return  # stale: the files or settings changed since this job started
         if isinstance(item, ModelReady):
             self.model_label.setText(f"model: {item.label}")
+            if item.note and item.note not in self._notes_shown:
+                self._notes_shown.add(item.note)
+                self.message(item.note[0].upper() + item.note[1:], "info")
             return
         if isinstance(item, Partial) and item.index < len(self.session.versions):
             self.session.results[item.index] = item.result

@@ -66,6 +66,8 @@ def register(subparsers) -> dict:
     m.add_argument("--model", action="append", default=None, metavar="NAME|PATH",
                    help="DeePAQ model to include (repeatable; 'all' = every available one, 'none' = baselines and "
                    "peers only; default: compact, with --suite: compact and compact-untrained)")
+    m.add_argument("--allow-unverified", action="store_true",
+                   help="also load model bundles whose card has no weights checksum (weights_sha256)")
     m.add_argument("--peers", default=None, help="peer metrics: all (default: those installed; with --suite: "
                    f"{DEFAULT_SUITE_PEERS}, as CDPAM takes minutes per file on a CPU), none, or a "
                    "comma-separated list of visqol, zimtohrli, cdpam")
@@ -87,7 +89,8 @@ def _say(msg: str) -> None:
     print(f"deepaq eval: {msg}", file=sys.stderr, flush=True)
 
 
-def build_metrics(models, peers: str, *, device: str = "auto", output: str = "distance", clean=None, say=_say):
+def build_metrics(models, peers: str, *, device: str = "auto", output: str = "distance", clean=None, say=_say,
+                  allow_unverified: bool = False):
     """DeePAQ models, the two baselines and the installed peers, in report order.
 
     Parameters
@@ -102,6 +105,8 @@ def build_metrics(models, peers: str, *, device: str = "auto", output: str = "di
         Clean recordings for NMR rows.
     say : callable
         Receives the one-line skip notes.
+    allow_unverified : bool
+        Also load DeePAQ model bundles without a weights checksum.
 
     Returns
     -------
@@ -112,7 +117,7 @@ def build_metrics(models, peers: str, *, device: str = "auto", output: str = "di
 
     names, notes = resolve_models(models or ["compact"])
     peer_names = parse_peers(peers)  # validate before anything slow
-    metrics = [DeePAQMetric(n, device, output, clean) for n in names]
+    metrics = [DeePAQMetric(n, device, output, clean, allow_unverified=allow_unverified) for n in names]
     metrics += [SiSdrMetric(), LogMelMetric()]
     peer_device = device if device.startswith("cuda") else "cpu"
     found, peer_notes = load_peers(peer_names, device=peer_device)
@@ -171,7 +176,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         group_col=args.group_col or ("group" if ladder else None), require_reference=not clean,
     )
     metrics = build_metrics(args.model, args.peers or "all", device=args.device, output=args.deepaq_output,
-                            clean=clean)
+                            clean=clean, allow_unverified=args.allow_unverified)
     runs = run_metrics(rows, metrics, say=_say, debug=args.debug)
     if not runs:
         raise DeePAQError("No metric could be set up; see the messages above.")
@@ -197,7 +202,7 @@ def _run_suite(args: argparse.Namespace) -> int:
     _say(f"suite {args.suite}: {folder}")
     peers = args.peers or DEFAULT_SUITE_PEERS
     metrics = build_metrics(args.model or list(DEFAULT_SUITE_MODELS), peers, device=args.device,
-                            output=args.deepaq_output)
+                            output=args.deepaq_output, allow_unverified=args.allow_unverified)
     parts = ["deepaq", "eval", "--suite", args.suite, *([args.manifest] if args.manifest else [])]
     for m in args.model or []:
         parts += ["--model", m]

@@ -126,7 +126,7 @@ class DeePAQMetric(Metric):
     nmr = True
 
     def __init__(self, model: str, device: str = "auto", output: str = "distance",
-                 clean: Sequence[str] | None = None) -> None:
+                 clean: Sequence[str] | None = None, *, allow_unverified: bool = False) -> None:
         if output not in ("distance", "score"):
             raise ValueError("output must be 'distance' or 'score'")
         self.model = model
@@ -139,12 +139,16 @@ class DeePAQMetric(Metric):
         self.extras = ("score",) if output == "distance" else ("distance",)
         self.label = f"DeePAQ model '{model}' ({output})"
         self.status = "unknown"
+        self.allow_unverified = allow_unverified
+        self.unverified_note: str | None = None
         self._scorer = None
 
     def setup(self) -> None:
+        from deepaq_core.model.bundle import unverified_note
         from deepaq_core.scoring import Scorer
 
-        self._scorer = Scorer(self.model, self.device)
+        self._scorer = Scorer(self.model, self.device, allow_unverified=self.allow_unverified)
+        self.unverified_note = unverified_note(self._scorer.loaded.bundle)
         info = self._scorer.info
         self.status = info.status
         self.label = f"DeePAQ {info.label} ({self.output}; model status: {info.status})"

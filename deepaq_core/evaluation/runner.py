@@ -115,6 +115,8 @@ def run_metrics(rows: Sequence[ManifestRow], metrics: Sequence[Metric], *,
             say(f"skipping {m.name}: {exc}")
             continue
         setup_s = time.perf_counter() - t0
+        if getattr(m, "unverified_note", None):
+            say(f"note: {m.unverified_note}")
         if getattr(m, "status", "trained") not in ("trained", "unknown"):
             from deepaq_core.results import STATUS_NOTES
 

@@ -5,19 +5,26 @@ backbone id and pinned revision, layers, LoRA settings, score mapping, training 
 measured results), in the spirit of torchaudio's pipeline bundles. Weights are safetensors only:
 a bundle never contains pickles and never needs remote code.
 
-Card fields (``format_version`` 1)::
+Every card is checked against :mod:`deepaq_core.model.card_schema` before anything loads, the
+weights file must be a plain file name inside the bundle folder, its size must be able to hold
+the tensors the card describes (checked before they are allocated) and its SHA-256 must match
+the card's ``weights_sha256``. A bundle without a checksum loads only when the caller allows it
+(``allow_unverified=True``, ``--allow-unverified``).
+
+Card fields (``format_version`` 1; types and ranges in :mod:`~deepaq_core.model.card_schema`)::
 
     format            "deepaq-bundle"
     format_version    1
     name, version     e.g. "compact", "0.1.0"
-    status            "trained" | "untrained"
+    status            "trained" | "untrained" | "designed"
     description       one line
-    backbone          {"type": "compact", "config": {...}}
+    backbone          {"type": "compact" | "auditory", "config": {...}}
                       | {"type": "mert", "id": "m-a-p/MERT-v1-95M", "revision": "<commit or tag>"}
     sample_rate, frame_rate, hop_length, layers (number of hidden states), embedding_dim
     head              {"projection": true|false, "dim": 256|null}
     lora              null | {"rank", "alpha", "dropout", "target_ffn"}
     score_mapping     {"type": "exp2", "d50": float, "power": float, "fitted_on": str}
+    distance, calibration, local_alignment   optional (how frames are compared, input level, time following)
     training          free-form summary (data, steps, time) or null
     results           free-form measured numbers or null
     weights           file name, weights_dtype ("float32" | "float16"), weights_sha256
@@ -29,6 +36,8 @@ import copy
 import hashlib
 import json
 import logging
+import os
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,14 +45,21 @@ from typing import Any
 import numpy as np
 
 from deepaq_core.errors import ModelError
+from deepaq_core.model.card_schema import (BUNDLE_FORMAT, BUNDLE_FORMAT_VERSION, WEIGHTS_FILE, check_card,
+                                           check_weights_name)
 from deepaq_core.results import ModelInfo
 
 log = logging.getLogger(__name__)
 
-BUNDLE_FORMAT = "deepaq-bundle"
-BUNDLE_FORMAT_VERSION = 1
+__all__ = ["BUNDLE_FORMAT", "BUNDLE_FORMAT_VERSION", "CARD_FILE", "WEIGHTS_FILE", "Bundle", "build_model",
+           "check_verified", "read_card", "save_bundle", "score_from_distance", "unverified_message", "unverified_note",
+           "verify_bundle", "weights_path"]
+
 CARD_FILE = "card.json"
-WEIGHTS_FILE = "weights.safetensors"
+# A card is a few kilobytes; anything this large is not one.
+MAX_CARD_BYTES = 16 << 20
+# Bytes a weights file may lack against the smallest storage of the tensors its card describes.
+SIZE_SLACK_BYTES = 4096
 
 
 def score_from_distance(distance: np.ndarray | float, mapping: dict[str, Any]) -> np.ndarray | float:
@@ -73,6 +89,11 @@ class Bundle:
     def name(self) -> str:
         return self.card["name"]
 
+    @property
+    def unverified(self) -> bool:
+        """True for a bundle on disk whose card has no ``weights_sha256`` (its weights cannot be checked)."""
+        return self.folder is not None and not self.card.get("weights_sha256")
+
     def info(self) -> ModelInfo:
         """The provenance record attached to every result."""
         bb = self.card["backbone"]
@@ -89,25 +110,25 @@ class Bundle:
 
 
 def read_card(folder: str | Path) -> dict[str, Any]:
-    """Read and check a bundle's ``card.json``."""
+    """Read a bundle's ``card.json`` and check it against the card schema.
+
+    Raises
+    ------
+    ModelError
+        One sentence: no card, an unreadable or oversized one, or the first field that is missing,
+        of the wrong type or out of range (:func:`~deepaq_core.model.card_schema.check_card`).
+    """
     folder = Path(folder)
     path = folder / CARD_FILE
     if not path.is_file():
         raise ModelError(f"'{folder}' is not a DeePAQ model bundle (no {CARD_FILE}).")
     try:
+        if path.stat().st_size > MAX_CARD_BYTES:
+            raise ModelError(f"The model card '{path}' is too large to be a model card.")
         card = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"The model card '{path}' cannot be read ({exc.__class__.__name__}).") from exc
-    if card.get("format") != BUNDLE_FORMAT:
-        raise ModelError(f"'{path}' is not a DeePAQ model card.")
-    if int(card.get("format_version", -1)) > BUNDLE_FORMAT_VERSION:
-        raise ModelError(
-            f"The model bundle '{folder.name}' needs a newer DeePAQ (bundle format {card.get('format_version')})."
-        )
-    for key in ("name", "version", "backbone", "sample_rate", "frame_rate", "embedding_dim", "score_mapping"):
-        if key not in card:
-            raise ModelError(f"The model card '{path}' lacks the field '{key}'.")
-    return card
+    except (OSError, ValueError, RecursionError) as exc:
+        raise ModelError(f"The model card '{path}' cannot be read ({exc.__class__.__name__}).") from None
+    return check_card(card, f"The model card '{path}'")
 
 
 def _sha256(path: Path) -> str:
@@ -157,69 +178,215 @@ def save_bundle(model, card: dict[str, Any], folder: str | Path, *, include_back
     return folder
 
 
-def build_model(bundle: Bundle, *, mert_source: str | None = None):
-    """Instantiate the :class:`EmbeddingModel` a bundle describes and load its weights (CPU, eval).
+def _where(bundle: Bundle) -> str:
+    if bundle.folder is not None:
+        return f"The model card '{bundle.folder / CARD_FILE}'"
+    name = bundle.card.get("name") if isinstance(bundle.card, dict) else None
+    return f"The model card of '{name}'" if name else "The model card"
 
-    ``mert_source`` overrides where a MERT backbone is read from (a local folder or a hub id).
+
+def weights_path(bundle: Bundle) -> Path:
+    """The bundle's weights file, confined to its folder (symlinks resolved); it must exist.
+
+    Raises
+    ------
+    ModelError
+        If the card's ``weights`` is not a plain file name, resolves outside the bundle folder
+        (e.g. through a symbolic link), or names no file.
     """
-    from safetensors.torch import load_file
+    if bundle.folder is None:
+        raise ModelError(f"The model '{bundle.name}' is not a bundle on disk and has no weights file.")
+    name = check_weights_name(bundle.card.get("weights", WEIGHTS_FILE), _where(bundle))
+    folder = Path(os.path.realpath(bundle.folder))
+    path = Path(os.path.realpath(bundle.folder / name))
+    if path == folder or folder not in path.parents:
+        raise ModelError(f"The weights file '{name}' of model bundle '{bundle.name}' lies outside the bundle folder "
+                         "(it is a link to another place).")
+    if not path.is_file():
+        raise ModelError(f"The model bundle '{bundle.name}' has no weights file '{name}'.")
+    return path
 
-    from deepaq_core.model.head import EmbeddingHead, EmbeddingModel
 
-    card = bundle.card
+def unverified_message(bundle: Bundle) -> str:
+    """The sentence that refuses a bundle without a checksum."""
+    return (f"The model bundle '{bundle.name}' has no weights checksum (weights_sha256), so its weights cannot be "
+            "verified; pass --allow-unverified (allow_unverified=True in Python) to load it anyway.")
+
+
+def unverified_note(bundle: Bundle) -> str | None:
+    """The note for a bundle loaded without a checksum (None for a verified one or one not on disk)."""
+    if not getattr(bundle, "unverified", False):
+        return None
+    return f"model '{bundle.name}' is unverified (no checksum); loaded because --allow-unverified was given."
+
+
+def check_verified(bundle: Bundle, allow_unverified: bool = False) -> None:
+    """Refuse a bundle on disk without a checksum unless ``allow_unverified``."""
+    if bundle.unverified and not allow_unverified:
+        raise ModelError(unverified_message(bundle))
+
+
+def _check_checksum(bundle: Bundle, wpath: Path, allow_unverified: bool) -> None:
+    check_verified(bundle, allow_unverified)
+    expected = bundle.card.get("weights_sha256")
+    if expected and _sha256(wpath) != expected.lower():
+        raise ModelError(f"The weights of model bundle '{bundle.name}' do not match its card (checksum differs).")
+
+
+def _saved(key: str, backbone_type: str) -> bool:
+    """Whether :func:`save_bundle` writes this state-dict entry for a backbone type."""
+    return backbone_type in ("compact", "auditory") or not key.startswith("backbone.") or "lora_" in key
+
+
+def _make_backbone(card: dict[str, Any], mert_source: str | None, *, meta: bool = False):
+    """The backbone a (checked) card describes; ``meta``: without memory (compact only)."""
+    import torch
+
     bb = card["backbone"]
     if bb["type"] == "compact":
         from deepaq_core.model.compact import CompactBackbone, CompactConfig
 
-        backbone = CompactBackbone(CompactConfig.from_dict(bb.get("config", {})))
-    elif bb["type"] == "auditory":
+        with torch.device("meta") if meta else nullcontext():
+            return CompactBackbone(CompactConfig.from_dict(bb.get("config") or {}))
+    if bb["type"] == "auditory":
+        # No learned weights, only fixed tables whose size the card schema bounds.
         from deepaq_core.model.auditory import AuditoryBackbone, AuditoryConfig
 
-        backbone = AuditoryBackbone(AuditoryConfig.from_dict(bb.get("config", {})))
-    elif bb["type"] == "mert":
+        return AuditoryBackbone(AuditoryConfig.from_dict(bb.get("config") or {}))
+    if bb["type"] == "mert":
         from deepaq_core.model.mert import MertBackbone, load_mert_hubert
 
         source = mert_source or bb.get("local_path") or bb["id"]
-        hubert, meta = load_mert_hubert(source, revision=bb.get("revision"))
-        backbone = MertBackbone(hubert, sample_rate=int(meta.get("sample_rate", card["sample_rate"])),
-                                do_normalize=bool(meta.get("do_normalize", True)), name=bb["id"])
+        hubert, meta_info = load_mert_hubert(source, revision=bb.get("revision"))
+        backbone = MertBackbone(hubert, sample_rate=int(meta_info.get("sample_rate", card["sample_rate"])),
+                                do_normalize=bool(meta_info.get("do_normalize", True)), name=bb["id"])
         if card.get("lora"):
             from deepaq_core.model.lora import LoraSettings, add_lora
 
             backbone = add_lora(backbone, LoraSettings(**card["lora"]))
-    else:
-        raise ModelError(f"The model bundle '{bundle.name}' has an unknown backbone type '{bb['type']}'.")
+        return backbone
+    raise ModelError(f"The model card of '{card['name']}' has an unknown backbone type '{bb['type']}'.")
 
-    head_cfg = card.get("head", {"projection": True, "dim": card["embedding_dim"]})
-    head = EmbeddingHead(backbone.num_hidden_states, backbone.hidden_size,
-                         dim=head_cfg.get("dim") if head_cfg.get("projection", True) else None,
-                         select_layer=head_cfg.get("select_layer"), normalize=bool(head_cfg.get("normalize", True)))
-    model = EmbeddingModel(backbone, head)
 
+def _make_head(card: dict[str, Any], backbone, *, meta: bool = False):
+    import torch
+
+    from deepaq_core.model.head import EmbeddingHead
+
+    head_cfg = card.get("head") or {"projection": True, "dim": card["embedding_dim"]}
+    select = head_cfg.get("select_layer")
+    if select is not None and select >= backbone.num_hidden_states:
+        raise ModelError(f"The model card of '{card['name']}' has an invalid 'head.select_layer': it must be below "
+                         f"{backbone.num_hidden_states} (the backbone's hidden states), not {select}.")
+    with torch.device("meta") if meta else nullcontext():
+        return EmbeddingHead(backbone.num_hidden_states, backbone.hidden_size,
+                             dim=head_cfg.get("dim") if head_cfg.get("projection", True) else None,
+                             select_layer=select, normalize=bool(head_cfg.get("normalize", True)))
+
+
+def _stored_layout(bundle: Bundle, wpath: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor names and shapes from the weights file's header (no tensor data is read)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(wpath), framework="pt") as f:
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except Exception as exc:  # safetensors raises several types for corrupt files
+        raise ModelError(f"The weights of model bundle '{bundle.name}' cannot be read "
+                         f"({str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__}).") from None
+
+
+def _check_layout(bundle: Bundle, wpath: Path, expected: dict[str, Any]) -> None:
+    """Refuse weights that cannot hold, or do not match, the tensors the card describes.
+
+    ``expected``: the state-dict entries :func:`save_bundle` would write (meta tensors are fine).
+    Size first (float16 storage, a little slack), from the file size alone; then the names and
+    shapes from the file's header.
+    """
+    numel = sum(t.numel() for t in expected.values())
+    need = sum(t.numel() * (2 if t.is_floating_point() else t.element_size()) for t in expected.values())
+    have = wpath.stat().st_size
+    if need > have + SIZE_SLACK_BYTES:
+        raise ModelError(f"The weights of model bundle '{bundle.name}' do not fit its card (the card describes "
+                         f"{numel:,} values, at least {need:,} bytes, but '{wpath.name}' holds {have:,} bytes).")
+    stored = _stored_layout(bundle, wpath)
+    missing = sorted(expected.keys() - stored.keys())
+    unexpected = sorted(stored.keys() - expected.keys())
+    if missing or unexpected:
+        raise ModelError(
+            f"The weights of model bundle '{bundle.name}' do not fit its card "
+            f"(missing: {missing[:3]}, unexpected: {unexpected[:3]})."
+        )
+    for key, t in expected.items():
+        if tuple(t.shape) != stored[key]:
+            raise ModelError(f"The weights of model bundle '{bundle.name}' do not fit its card ('{key}' has the "
+                             f"shape {list(stored[key])}, the card needs {list(t.shape)}).")
+
+
+def build_model(bundle: Bundle, *, mert_source: str | None = None, allow_unverified: bool = False):
+    """Instantiate the :class:`EmbeddingModel` a bundle describes and load its weights (CPU, eval).
+
+    The card is checked (:func:`~deepaq_core.model.card_schema.check_card`), the weights file
+    confined to the bundle folder, its checksum compared with the card's, and its size and
+    layout compared with what the card describes, all before the model is allocated.
+
+    Parameters
+    ----------
+    mert_source : str, optional
+        Overrides where a MERT backbone is read from (a local folder or a hub id).
+    allow_unverified : bool
+        Load a bundle whose card has no ``weights_sha256`` (refused otherwise). A checksum that
+        is present but wrong is always refused.
+    """
+    from safetensors.torch import load_file
+
+    from deepaq_core.model.head import EmbeddingModel
+
+    card = check_card(bundle.card, _where(bundle))
+    bb_type = card["backbone"]["type"]
+    wpath = None
     if bundle.folder is not None:
-        wpath = bundle.folder / card.get("weights", WEIGHTS_FILE)
-        if not wpath.is_file():
-            raise ModelError(f"The model bundle '{bundle.name}' has no weights file '{wpath.name}'.")
-        expected = card.get("weights_sha256")
-        if expected and _sha256(wpath) != expected:
-            raise ModelError(f"The weights of model bundle '{bundle.name}' do not match its card (checksum differs).")
+        wpath = weights_path(bundle)
+        _check_checksum(bundle, wpath, allow_unverified)
+    meta = bb_type == "compact"  # the only backbone whose size the card sets and whose weights are stored
+    backbone = _make_backbone(card, mert_source, meta=meta and wpath is not None)
+    if wpath is not None:
+        shape_model = EmbeddingModel(backbone, _make_head(card, backbone, meta=True))
+        _check_layout(bundle, wpath, {k: v for k, v in shape_model.state_dict().items() if _saved(k, bb_type)})
+        if meta:
+            backbone = _make_backbone(card, mert_source)
+    model = EmbeddingModel(backbone, _make_head(card, backbone))
+
+    if wpath is not None:
         try:
             stored = load_file(str(wpath))
         except Exception as exc:  # safetensors raises several types for corrupt files
             raise ModelError(f"The weights of model bundle '{bundle.name}' cannot be read ({exc}).") from exc
         own = model.state_dict()
-        stored = {k: v.to(own[k].dtype) if k in own else v for k, v in stored.items()}
-        expected_keys = {k for k in own if bb["type"] in ("compact", "auditory") or not k.startswith("backbone.")
-                         or "lora_" in k}
-        missing = sorted(expected_keys - stored.keys())
-        unexpected = sorted(stored.keys() - own.keys())
-        if missing or unexpected:
-            raise ModelError(
-                f"The weights of model bundle '{bundle.name}' do not fit its card "
-                f"(missing: {missing[:3]}, unexpected: {unexpected[:3]})."
-            )
+        stored = {k: v.to(own[k].dtype) for k, v in stored.items()}
         model.load_state_dict(stored, strict=False)
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
     return model
+
+
+def verify_bundle(folder: str | Path) -> Bundle:
+    """Check a bundle folder completely: card schema, weights confinement, size, checksum, loading.
+
+    Returns
+    -------
+    Bundle
+        The verified bundle (its card has a matching ``weights_sha256``).
+
+    Raises
+    ------
+    ModelError
+        One sentence naming the first problem; a bundle without a checksum is refused.
+    """
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise ModelError(f"'{folder}' is not a model bundle folder.")
+    bundle = Bundle(read_card(folder), folder)
+    build_model(bundle, allow_unverified=False)
+    return bundle

@@ -2,11 +2,17 @@
 
 Names resolve in this order:
 
-1. a path to a bundle folder (anything containing ``card.json``);
-2. a bundle folder named NAME in a user model directory (``$DEEPAQ_MODELS``, colon-separated,
-   default ``~/.local/share/deepaq/models``) — user-trained adapters such as ``mert-95m-lora``;
-3. the built-in names: ``compact`` (shipped in the package) and ``mert-95m`` / ``mert-330m`` (MERT
-   hidden states without an adapter: a layer mean, no projection, no DeePAQ training).
+1. the built-in names: ``compact`` and ``compact-untrained`` (shipped in the package) and
+   ``mert-95m`` / ``mert-330m`` (MERT hidden states without an adapter: a layer mean, no
+   projection, no DeePAQ training). A built-in name always means the built-in model;
+2. ``user:NAME``: the bundle folder NAME in a user model directory, whatever its name;
+3. a path to a bundle folder (anything containing ``card.json``);
+4. a bundle folder named NAME in a user model directory (``$DEEPAQ_MODELS``, colon-separated,
+   default ``~/.local/share/deepaq/models``) — user-trained adapters such as ``mert-95m-lora``.
+
+A user folder named like a built-in model never replaces it: it is listed and resolved as
+``user:NAME``, and resolving or listing logs one warning line about it. Bundles load only when
+their weights match the card's checksum (see :func:`deepaq_core.model.bundle.build_model`).
 
 MERT weights are looked up, without network access, in ``$DEEPAQ_MERT_DIR/<repo name>`` (e.g.
 ``$DEEPAQ_MERT_DIR/MERT-v1-95M``) and then in the Hugging Face cache; only when neither has them
@@ -23,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from deepaq_core.errors import ModelError
-from deepaq_core.model.bundle import Bundle, read_card
+from deepaq_core.model.bundle import Bundle, check_verified, read_card
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +43,9 @@ MERT_MODELS = {
     "mert-95m": "m-a-p/MERT-v1-95M",
     "mert-330m": "m-a-p/MERT-v1-330M",
 }
+# Names a user model folder cannot take over; such a folder is reachable as USER_PREFIX + name.
+RESERVED_NAMES = BUILTIN_MODELS + tuple(MERT_MODELS)
+USER_PREFIX = "user:"
 # Default (untrained) score mapping for MERT hidden states: d50 is a placeholder until a head is
 # trained; results from these entries are labelled "untrained".
 _MERT_PLACEHOLDER_MAPPING = {"type": "exp2", "d50": 0.1, "power": 1.0, "fitted_on": "placeholder (untrained)"}
@@ -116,33 +125,64 @@ class ModelEntry:
     description: str
 
 
+def _user_folder(name: str) -> Path | None:
+    """The first user model folder called ``name`` that holds a card, if any."""
+    for d in user_model_dirs():
+        if (d / name / "card.json").is_file():
+            return d / name
+    return None
+
+
+def _warn_shadowed(folder: Path, name: str) -> None:
+    log.warning("The user model folder '%s' has the name of the built-in model '%s' and does not replace it; "
+                "use '%s%s' for the user's model.", folder, name, USER_PREFIX, name)
+
+
 def resolve(name_or_path: str | os.PathLike | None) -> Bundle:
     """Find the bundle a name or path refers to (does not load weights)."""
     name = str(name_or_path or DEFAULT_MODEL)
-    path = Path(name).expanduser()
-    if path.is_dir():
-        return Bundle(read_card(path), path)
-    if os.sep in name or name.endswith(".json"):
-        raise ModelError(f"Model '{name}' not found: no such bundle folder.")
-    for d in user_model_dirs():
-        if (d / name / "card.json").is_file():
-            return Bundle(read_card(d / name), d / name)
-    if name in BUILTIN_MODELS:
-        folder = builtin_dir() / name
+    if name.startswith(USER_PREFIX):
+        sub = name[len(USER_PREFIX):]
+        if not sub or sub in (".", "..") or "/" in sub or os.sep in sub:
+            raise ModelError(f"'{name}' is not a user model name (use user:NAME, NAME a folder in a user model "
+                             "directory).")
+        folder = _user_folder(sub)
+        if folder is None:
+            dirs = os.pathsep.join(str(d) for d in user_model_dirs())
+            raise ModelError(f"No user model '{sub}' was found in the user model directories ({dirs}).")
         return Bundle(read_card(folder), folder)
-    if name in MERT_MODELS:
+    if name in RESERVED_NAMES:
+        shadow = _user_folder(name)
+        if shadow is not None:
+            _warn_shadowed(shadow, name)
+        if name in BUILTIN_MODELS:
+            folder = builtin_dir() / name
+            return Bundle(read_card(folder), folder)
         hub_id = MERT_MODELS[name]
         card = _mert_card(name, hub_id)
         local = local_mert_path(hub_id)
         if local is not None:
             card["backbone"]["local_path"] = str(local)
         return Bundle(card, None)
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return Bundle(read_card(path), path)
+    if os.sep in name or "/" in name or name.endswith(".json"):
+        raise ModelError(f"Model '{name}' not found: no such bundle folder.")
+    folder = _user_folder(name)
+    if folder is not None:
+        return Bundle(read_card(folder), folder)
     known = ", ".join(e.name for e in list_models())
     raise ModelError(f"Unknown model '{name}'; known models: {known}.")
 
 
 def list_models() -> list[ModelEntry]:
-    """Every model of the ladder with whether it can run on this machine now."""
+    """Every model of the ladder with whether it can run on this machine now.
+
+    User bundles are listed by the name ``--model`` accepts for them: their folder name, or
+    ``user:NAME`` for a folder named like a built-in model. Their cards are checked (an invalid
+    one is listed as such, with the reason); one without a weights checksum says so.
+    """
     out: list[ModelEntry] = []
     for builtin in BUILTIN_MODELS:
         try:
@@ -161,14 +201,21 @@ def list_models() -> list[ModelEntry]:
             continue
         for sub in sorted(d.iterdir()):
             if (sub / "card.json").is_file():
+                listed = sub.name
+                if sub.name in RESERVED_NAMES:
+                    _warn_shadowed(sub, sub.name)
+                    listed = USER_PREFIX + sub.name
                 try:
                     card = read_card(sub)
                 except ModelError as exc:
-                    out.append(ModelEntry(sub.name, "invalid", False, str(sub), str(exc)))
+                    out.append(ModelEntry(listed, "invalid", False, str(sub), str(exc)))
                     continue
-                # Listed (and resolved) by folder name, so what is listed is what --model accepts.
-                out.append(ModelEntry(sub.name, card.get("status", "untrained"), True, str(sub),
-                                      card.get("description", "")))
+                description = card.get("description") or ""
+                if Bundle(card, sub).unverified:
+                    description = "unverified (no weights checksum; needs --allow-unverified)" + (
+                        f": {description}" if description else "")
+                # Listed (and resolved) by this name, so what is listed is what --model accepts.
+                out.append(ModelEntry(listed, card.get("status", "untrained"), True, str(sub), description))
     return out
 
 
@@ -176,8 +223,14 @@ _CACHE: dict[tuple[str, str], Any] = {}
 _CACHE_LOCK = threading.Lock()
 
 
-def load_model(name_or_path: str | os.PathLike | None = None, device: str = "auto"):
+def load_model(name_or_path: str | os.PathLike | None = None, device: str = "auto", *,
+               allow_unverified: bool = False):
     """Load a model of the ladder, cached per process.
+
+    Parameters
+    ----------
+    allow_unverified : bool
+        Also load a bundle whose card has no weights checksum (refused otherwise).
 
     Returns
     -------
@@ -187,14 +240,15 @@ def load_model(name_or_path: str | os.PathLike | None = None, device: str = "aut
     from deepaq_core.model.device import LoadedModel, resolve_device
 
     bundle = resolve(name_or_path)
+    check_verified(bundle, allow_unverified)
     dev = resolve_device(device)
-    key = (str(bundle.folder or bundle.name), str(dev))
+    key = (str(bundle.folder or bundle.name), str(dev), str(bundle.card.get("weights_sha256")))
     with _CACHE_LOCK:
         if key in _CACHE:
             return _CACHE[key]
     from deepaq_core.model.bundle import build_model
 
-    model = build_model(bundle).to(dev)
+    model = build_model(bundle, allow_unverified=allow_unverified).to(dev)
     loaded = LoadedModel(model=model, bundle=bundle, device=dev)
     with _CACHE_LOCK:
         _CACHE[key] = loaded

@@ -69,8 +69,10 @@ def test_wrong_shape_weights_are_refused(bundle_dir, tmp_path):
     card = read_card(folder)
     card["backbone"]["config"] = other.to_dict()
     card.pop("weights_sha256")
-    with pytest.raises(ModelError, match="do not fit"):
+    with pytest.raises(ModelError, match="no weights checksum"):
         build_model(Bundle(card, folder))
+    with pytest.raises(ModelError, match="do not fit"):
+        build_model(Bundle(card, folder), allow_unverified=True)
 
 
 def test_user_model_dir_and_paths(bundle_dir, monkeypatch, tmp_path):

@@ -184,3 +184,18 @@ def test_negative_zero_prints_as_zero(capsys, signals, monkeypatch):
 def test_untrained_note_only_after_results(capsys, signals, tmp_path):
     code, out, err = run(capsys, "score", signals["ref"], str(tmp_path / "missing.wav"))
     assert code == 2 and len(err.splitlines()) == 1 and "note:" not in err
+
+
+@pytest.mark.parametrize("command", ["score", "batch", "nmr", "eval"])
+def test_every_command_with_model_takes_allow_unverified(capsys, command):
+    with pytest.raises(SystemExit) as info:
+        main([command, "--help"])
+    out, _ = capsys.readouterr()
+    assert info.value.code == 0 and "--allow-unverified" in out and "--model" in out
+
+
+def test_models_verify_usage_errors_are_one_line(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["models", "verify"])
+    _, err = capsys.readouterr()
+    assert info.value.code == 2 and len(err.splitlines()) == 1 and "PATH" in err

@@ -432,6 +432,55 @@ def test_model_menu_lists_the_models_and_switches(qtbot, window, signals, tmp_pa
     assert "tiny" in w.model_label.text() or w.session.results[0].model.label in w.model_label.text()
 
 
+def test_invalid_model_card_shows_one_line_not_a_traceback(qtbot, window, signals, tmp_path, monkeypatch):
+    models = tmp_path / "models"
+    (models / "listcard").mkdir(parents=True)
+    (models / "listcard" / "card.json").write_text("[1, 2, 3]")
+    monkeypatch.setenv("DEEPAQ_MODELS", str(models))
+    w = window
+    _open_and_wait(qtbot, w, [signals["ref"], signals["lp"]])
+    w.model_menu.aboutToShow.emit()  # listing the broken bundle must not raise
+    actions = {a.text().split("  ")[0]: a for a in w.model_menu.actions()}
+    assert not actions["listcard"].isEnabled() and "not a JSON object" in actions["listcard"].toolTip()
+    assert w.errors_seen == []
+    with qtbot.waitSignal(w.scoringIdle, timeout=TIMEOUT_MS):
+        w.set_model(str(models / "listcard"))
+    qtbot.waitUntil(w.is_idle, timeout=TIMEOUT_MS)
+    assert len(w.errors_seen) == 1
+    msg = w.errors_seen[0]
+    assert "is not a JSON object" in msg and "\n" not in msg
+    assert "Traceback" not in msg and "Unexpected error" not in msg
+    assert w.messages.isVisible() and "not a JSON object" in w.messages.label.text()
+
+
+def test_unverified_model_needs_the_option_and_then_says_so(qtbot, signals, tmp_path, monkeypatch):
+    import json
+
+    from deepaq_core.model.bundle import save_bundle
+    from deepaq_core.model.compact import CompactConfig, build_untrained, untrained_card
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    small = CompactConfig(width=32, layers=1, heads=2, n_mels=32)
+    folder = save_bundle(build_untrained(seed=3, cfg=small), untrained_card(small, d50=0.3), tmp_path / "nosum",
+                         include_backbone=True)
+    card = json.loads((folder / "card.json").read_text())
+    card.pop("weights_sha256")
+    (folder / "card.json").write_text(json.dumps(card))
+    for allow in (False, True):
+        w = MainWindow(device="cpu", audio_backend="null", model=str(folder), allow_unverified=allow)
+        qtbot.addWidget(w)
+        w.show()
+        with qtbot.waitSignal(w.scoringIdle, timeout=TIMEOUT_MS):
+            w.open_files([signals["ref"], signals["lp"]])
+        qtbot.waitUntil(w.is_idle, timeout=TIMEOUT_MS)
+        if allow:
+            assert w.errors_seen == [] and not w.session.missing_results()
+            assert "unverified" in w.messages.label.text()
+        else:
+            assert len(w.errors_seen) == 1 and "no weights checksum" in w.errors_seen[0]
+        w.close()
+
+
 def test_drop_files_on_the_window(qtbot, window, signals):
     mime = QtCore.QMimeData()
     mime.setUrls([QtCore.QUrl.fromLocalFile(signals["ref"]), QtCore.QUrl.fromLocalFile(signals["lp"])])
