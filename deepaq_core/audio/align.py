@@ -36,9 +36,10 @@ _MIN_OVERLAP = 0.5
 AUTO_MIN_LAG_S = 10.0
 AUTO_LAG_FRACTION = 0.25
 # The first pass correlates at most about this many samples of the degraded signal at once (a
-# ~2 Mi-point FFT, tens of milliseconds); longer searched stretches are decimated to fit, but
+# ~1 Mi-point FFT, a few tens of milliseconds); longer searched stretches are decimated to fit, but
 # never below _MIN_COARSE_RATE.
-_COARSE_BUDGET = 1 << 21
+_COARSE_BUDGET = 1 << 19
+_FINE_MAX_S = 8.0
 _MIN_COARSE_RATE = 1000
 # The full-rate refinement searches this many coarse steps either side of the coarse best lag.
 _REFINE_STEPS = 2
@@ -346,14 +347,18 @@ def find_lag(
         # Fine pass at the full rate around the coarse lag.
         f_lo = max(lo, int(lags[k]) - _REFINE_STEPS * factor)
         f_hi = min(hi, int(lags[k]) + _REFINE_STEPS * factor)
-        g_lo = max(0, start + f_lo)
-        g_hi = min(n_deg, start + f_hi + width)
-        r = np.array(ref[start : start + width], dtype=np.float64)
+        # The coarse pass has found the region; the middle of the analysis stretch (at most
+        # _FINE_MAX_S) pins it to the sample at a fraction of the cost of the whole stretch.
+        f_width = min(width, int(round(_FINE_MAX_S * sample_rate)))
+        f_start = start + (width - f_width) // 2
+        g_lo = max(0, f_start + f_lo)
+        g_hi = min(n_deg, f_start + f_hi + f_width)
+        r = np.array(ref[f_start : f_start + f_width], dtype=np.float64)
         d = np.array(deg[g_lo:g_hi], dtype=np.float64)
         r -= r.mean()
         d -= d.mean()
         fine_lags = np.arange(f_lo, f_hi + 1)
-        fine_phat, fine_ncc = _curves(r, d, fine_lags + start - g_lo)
+        fine_phat, fine_ncc = _curves(r, d, fine_lags + f_start - g_lo)
         signed = fine_phat if dominant else fine_ncc
         curve = np.abs(signed)
         best = int(np.argmax(curve))
