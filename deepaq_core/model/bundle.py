@@ -21,7 +21,7 @@ Card fields (``format_version`` 1; types and ranges in :mod:`~deepaq_core.model.
     backbone          {"type": "compact" | "auditory", "config": {...}}
                       | {"type": "mert", "id": "m-a-p/MERT-v1-95M", "revision": "<commit or tag>"}
     sample_rate, frame_rate, hop_length, layers (number of hidden states), embedding_dim
-    head              {"projection": true|false, "dim": 256|null}
+    head              {"projection": true|false, "dim": 256|null, "select_layer": int|null, "normalize": bool}
     lora              null | {"rank", "alpha", "dropout", "target_ffn"}
     score_mapping     {"type": "exp2", "d50": float, "power": float, "fitted_on": str}
     distance, calibration, local_alignment   optional (how frames are compared, input level, time following)
