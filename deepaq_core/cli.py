@@ -398,9 +398,10 @@ def cmd_models(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([e.__dict__ for e in entries], indent=2))
         return 0
-    print(f"{'name':<16} {'status':<10} {'available':<9}  where / description")
+    w = max([16, *(len(e.name) for e in entries)])
+    print(f"{'name':<{w}} {'status':<10} {'available':<9}  where / description")
     for e in entries:
-        print(f"{e.name:<16} {e.status:<10} {'yes' if e.available else 'no':<9}  {e.where}: {e.description}")
+        print(f"{e.name:<{w}} {e.status:<10} {'yes' if e.available else 'no':<9}  {e.where}: {e.description}")
     return 0
 
 
