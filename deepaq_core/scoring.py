@@ -45,7 +45,7 @@ from deepaq_core.distance import (
     power_mean,
     reference_level,
     smooth_frames,
-    window_power_means,
+    window_block_means,
 )
 from deepaq_core.errors import AudioError
 from deepaq_core.results import FileSummary, Heatmap, NmrResult, QualityCurve, QualityResult
@@ -344,7 +344,7 @@ class Scorer:
                 fd = (loudness_disturbance(ref_s, deg_frames, spec) / norm).astype(np.float32)
                 fd[~d.valid] = np.nan
                 frame_d.append(fd)
-                curves.append(window_power_means(fd, starts, win, stop, spec.time_p))
+                curves.append(window_block_means(fd, starts, win, stop, spec))
                 m, mstarts = _disturbance_matrix(ref_s, deg_frames, first, stop, s.matrix_size, spec, norm)
                 ch_dist.append(float(power_mean(curves[-1], spec.time_p)))
             layer_maps.append(layer_cosine_distance(r.layer_bins, d.layer_bins))

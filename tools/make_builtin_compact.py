@@ -29,7 +29,9 @@ DISTANCE = {
     "weight_added": 1.0,
     "weight_missing": 0.5,
     "band_p": 2.0,
-    "time_p": 4.0,
+    "time_p": 2.0,
+    "block_frames": 24,
+    "block_p": 6.0,
     "units": "loudness disturbance relative to the reference's mean specific loudness (0 = identical), "
     "lower is better",
 }
