@@ -121,8 +121,9 @@ def score_pairs(pairs: Iterable[Sequence], scorer=None, *, model: str | None = N
 def result_metrics(result, model_label: str, settings_text: str) -> dict[str, Any]:
     """The metric columns of a result row (or of an error row, from a :class:`PairError`)."""
     if isinstance(result, PairError):
+        error = " ".join(result.error.split()) or "The pair could not be scored."
         return {"score": "", "distance": "", "offset_ms": "", "gain_db": "", "model": model_label,
-                "settings": settings_text, "error": result.error}
+                "settings": settings_text, "error": error}
     return {"score": _fixed(result.score, 4), "distance": _fixed(result.distance, 6),
             "offset_ms": _fixed(result.alignment.lag_ms, 3), "gain_db": _fixed(result.gain_db, 3),
             "model": model_label, "settings": settings_text, "error": ""}
@@ -165,7 +166,7 @@ def read_batch_input(path: str, kind: str) -> BatchInput:
     except OSError as exc:
         reason = (exc.strerror or type(exc).__name__).rstrip(".").lower()
         raise InputFileError(f"Cannot read '{name}': {reason}.") from None
-    lines = text.splitlines()
+    lines = [ln[:-1] if ln.endswith("\r") else ln for ln in text.split("\n")]
     out = BatchInput(str(p), kind, [])
     if kind == "csv":
         start = next((i for i, ln in enumerate(lines) if ln.strip()), None)
@@ -414,7 +415,7 @@ class ResultsFile:
         except UnicodeDecodeError:
             raise OutputPathError(f"The {self.what} '{self.name}' is not a UTF-8 results file; "
                                   f"use --overwrite to replace it.") from None
-        lines = text.splitlines(keepends=True)
+        lines = [ln + "\n" for ln in text.split("\n")[:-1]]  # the text ends with a newline (or is empty)
         if self.kind == "csv":
             if lines and lines[0] != self.header:
                 raise OutputPathError(f"The columns of the {self.what} '{self.name}' differ from this batch "
