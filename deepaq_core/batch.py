@@ -524,8 +524,9 @@ class ResultsFile:
                 os.replace(self.work, self.path)
             _fsync_folder(folder)
         except OSError as exc:
+            kept = os.path.basename(self.work)
             raise OutputPathError(f"The {self.what} '{self.name}' could not be completed: {_reason(exc)}; the "
-                                  f"rows are kept in '{os.path.basename(self.work)}' (continue with --resume).") from None
+                                  f"rows are kept in '{kept}' (continue with --resume).") from None
         if stale:
             log.warning("%s keeps %d rows of a previous run that match no row of the input", self.name, len(stale))
         return len(stale)
