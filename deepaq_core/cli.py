@@ -401,10 +401,13 @@ def cmd_batch(args: argparse.Namespace) -> int:
                     _, line = format_row(f.kind, row, batch_input.columns, metrics)
                     f.write(i, k[i], line, bool(metrics["error"]))
             progress(len(skipped) + n + 1, n + 1, os.path.basename(row.degraded or ""))
-    except BaseException:
+    except BaseException as exc:
         progress.close()
         for f in files:
             f.close()
+        if isinstance(exc, KeyboardInterrupt) and files:
+            kept = ", ".join(f"'{os.path.basename(f.work)}'" for f in files)
+            print(f"deepaq: the rows scored so far are in {kept}; continue with --resume.", file=sys.stderr)
         raise
     progress.close()
     for f in files:

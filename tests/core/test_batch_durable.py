@@ -329,3 +329,22 @@ def test_rows_reach_the_disk_one_by_one(capfd, corpus, tmp_path, monkeypatch):
 def test_resume_needs_a_results_file(capfd, corpus):
     code, _, err = batch(capfd, corpus, "--resume")
     assert code == 2 and len(err.splitlines()) == 1 and "--resume needs" in err
+
+
+def test_interrupt_keeps_rows_and_says_how_to_continue(capfd, corpus, tmp_path, monkeypatch, full_csv):
+    real = batch_mod.ResultsFile.write
+    count = []
+
+    def write(self, *a):
+        real(self, *a)
+        count.append(1)
+        if len(count) == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(batch_mod.ResultsFile, "write", write)
+    out = tmp_path / "out.csv"
+    code, _, err = batch(capfd, corpus, "--results-csv", out)
+    assert code == 130 and "'out.csv.partial'; continue with --resume" in err and not out.exists()
+    monkeypatch.setattr(batch_mod.ResultsFile, "write", real)
+    code, _, err = batch(capfd, corpus, "--results-csv", out, "--resume")
+    assert code == 0 and "skipped by resume 3" in err and out.read_bytes() == full_csv
