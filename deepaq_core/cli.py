@@ -21,7 +21,6 @@ from deepaq_core.validation import check_number, check_output_paths, check_reada
 
 log = logging.getLogger("deepaq")
 
-BATCH_COLUMNS = ["reference", "degraded", "score", "distance", "offset_ms", "gain_db", "model", "error"]
 DEBUG_HELP = "show tracebacks and debug logging"
 ALLOW_UNVERIFIED_HELP = ("also load a model bundle whose card has no weights checksum (weights_sha256); "
                          "a checksum that does not match is always refused")
@@ -114,6 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--batch-input-jsonl", metavar="IN.jsonl", help="JSON lines with keys reference, degraded")
     p.add_argument("--results-csv", metavar="OUT.csv", help="write results as CSV")
     p.add_argument("--results-jsonl", metavar="OUT.jsonl", help="write results as JSON lines")
+    keep = p.add_mutually_exclusive_group()
+    keep.add_argument("--resume", action="store_true",
+                      help="continue an existing or unfinished (.partial) results file, skipping the rows it holds")
+    keep.add_argument("--overwrite", action="store_true",
+                      help="replace an existing results file (atomically, when the run completes)")
     _add_common(p)
 
     p = sub.add_parser("nmr", help="non-matching reference: compare files with unrelated clean recordings")
@@ -267,95 +271,153 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_batch(args: argparse.Namespace) -> list[tuple[str, str]]:
-    path = Path(check_readable_file(args.batch_input_csv or args.batch_input_jsonl, error=InputFileError))
-    base = path.parent
-    rows: list[tuple[str, str]] = []
+class _BatchProgress:
+    """Pairs done, rate and ETA on stderr: a rewritten line on a terminal (or with --progress)
+    at most once a second, otherwise a plain line at most every 30 seconds."""
 
-    def resolve(p: object, where: str, key: str) -> str:
-        if not isinstance(p, str) or not p.strip():
-            raise InputFileError(f"{where} of '{path.name}' has no '{key}' file name.")
-        q = Path(p.strip()).expanduser()
-        return str(q if q.is_absolute() else base / q)
+    def __init__(self, total: int, live: bool) -> None:
+        import time
 
-    try:
-        if args.batch_input_csv:
-            with open(path, newline="", encoding="utf-8-sig") as f:
-                reader = csv.DictReader(f)
-                cols = {c.strip().lower(): c for c in (reader.fieldnames or []) if c is not None}
-                if "reference" not in cols or "degraded" not in cols:
-                    raise InputFileError(f"Batch input '{path.name}' needs the columns 'reference' and 'degraded'.")
-                for row in reader:
-                    if not any((v or "").strip() for v in row.values() if isinstance(v, str)):
-                        continue  # a blank line
-                    where = f"Line {reader.line_num}"
-                    rows.append((resolve(row.get(cols["reference"]), where, "reference"),
-                                 resolve(row.get(cols["degraded"]), where, "degraded")))
+        self._clock = time.monotonic
+        self.total, self.live = total, live
+        self.start = self._clock()
+        self._last = self.start
+        self._shown = False
+
+    def __call__(self, done: int, scored: int, name: str) -> None:
+        now = self._clock()
+        if done >= self.total and not self.live:
+            return  # the summary line follows
+        if now - self._last < (1.0 if self.live else 30.0) and done < self.total:
+            return
+        self._last = now
+        elapsed = now - self.start
+        rate = scored / elapsed if elapsed > 0 else 0.0
+        eta = (self.total - done) / rate if rate > 0 else float("nan")
+        eta_text = f"ETA {int(eta) // 60}:{int(eta) % 60:02d}" if eta == eta else "ETA -"
+        line = f"{done}/{self.total} pairs ({100 * done // self.total}%), {rate:.2f} pairs/s, {eta_text}"
+        if self.live:
+            sys.stderr.write(f"\r{line}  {name[:40]:<40}")
+            self._shown = True
         else:
-            with open(path, encoding="utf-8") as f:
-                for n, line in enumerate(f, 1):
-                    if not line.strip():
-                        continue
-                    try:
-                        obj = json.loads(line)
-                        ref, deg = obj["reference"], obj["degraded"]
-                    except (ValueError, KeyError, TypeError):
-                        raise InputFileError(
-                            f"Line {n} of '{path.name}' is not a JSON object with 'reference' and 'degraded'.") from None
-                    rows.append((resolve(ref, f"Line {n}", "reference"), resolve(deg, f"Line {n}", "degraded")))
-    except UnicodeDecodeError:
-        raise InputFileError(f"Batch input '{path.name}' is not a UTF-8 text file.") from None
-    except csv.Error as exc:
-        raise InputFileError(f"Batch input '{path.name}' is not a readable CSV file ({exc}).") from None
-    except OSError as exc:
-        reason = (exc.strerror or type(exc).__name__).rstrip(".").lower()
-        raise InputFileError(f"Cannot read '{path.name}': {reason}.") from None
-    if not rows:
-        raise InputFileError(f"Batch input '{path.name}' lists no pairs.")
-    return rows
+            sys.stderr.write(f"deepaq: {line}\n")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self._shown:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+            self._shown = False
+
+
+def _batch_outputs(args: argparse.Namespace, batch_input, model: str, settings: str):
+    """The results files of a batch run, checked (not yet opened)."""
+    from deepaq_core.batch import ResultsFile, check_folder_writable
+    from deepaq_core.errors import OutputPathError
+    from deepaq_core.validation import same_file
+
+    requested = {"--results-csv file": (args.results_csv, "csv"), "--results-jsonl file": (args.results_jsonl, "jsonl")}
+    audio = {p for r in batch_input.rows for p in (r.reference, r.degraded) if p}
+    paths = check_output_paths({what: p for what, (p, _) in requested.items()}, inputs=[batch_input.path, *audio])
+    mode = "resume" if args.resume else "overwrite" if args.overwrite else "new"
+    if mode != "new" and not paths:
+        raise OptionError(f"--{mode} needs --results-csv or --results-jsonl.")
+    files = []
+    for what, full in paths.items():
+        for suffix in ("", ".partial"):
+            if same_file(full + suffix, batch_input.path):
+                raise OutputPathError(f"The {what} '{os.path.basename(full)}' is the batch input; choose another "
+                                      f"name so the input is not overwritten.")
+        check_folder_writable(full, what)
+        files.append(ResultsFile(full, requested[what][1], batch_input.columns, mode, what, model, settings))
+    return files
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
-    _check_options(args)
-    rows = _read_batch(args)
-    batch_input = args.batch_input_csv or args.batch_input_jsonl
-    outputs = check_output_paths({"--results-csv file": args.results_csv, "--results-jsonl file": args.results_jsonl},
-                                 inputs=[batch_input, *{p for pair in rows for p in pair}])
-    scorer = _scorer(args)
-    bar = _Bar(args.progress or sys.stderr.isatty())
-    out_rows: list[dict] = []
-    failures = 0
-    # Keep input order, but score each reference's degraded files together to reuse its embeddings.
-    for i, (ref, deg) in enumerate(rows):
-        row = {"reference": ref, "degraded": deg, "score": "", "distance": "", "offset_ms": "", "gain_db": "",
-               "model": scorer.info.label, "error": ""}
-        try:
-            r = scorer.score(ref, deg)
-            row.update(score=_fixed(r.score, 4), distance=_fixed(r.distance, 6),
-                       offset_ms=_fixed(r.alignment.lag_ms, 3), gain_db=_fixed(r.gain_db, 3))
-        except DeePAQError as exc:
-            failures += 1
-            row["error"] = str(exc)
-            print(f"deepaq: row {i + 1}: {exc}", file=sys.stderr)
-        out_rows.append(row)
-        bar((i + 1) / len(rows), os.path.basename(deg))
-    bar.close()
-    _status_note(scorer.info)
+    import time
 
-    def write_csv(f) -> None:
-        w = csv.DictWriter(f, fieldnames=BATCH_COLUMNS)
-        w.writeheader()
-        w.writerows(out_rows)
+    from deepaq_core.batch import (
+        BLANK_METRICS,
+        PairError,
+        csv_header,
+        format_row,
+        read_batch_input,
+        result_metrics,
+        score_pairs,
+        settings_label,
+        with_occurrence,
+    )
 
-    if args.results_csv:
-        _write_text(outputs["--results-csv file"], "--results-csv file", write_csv, newline="")
-    if args.results_jsonl:
-        _write_text(outputs["--results-jsonl file"], "--results-jsonl file",
-                    lambda f: f.writelines(json.dumps(row) + "\n" for row in out_rows))
-    if not args.results_csv and not args.results_jsonl:
-        w = csv.DictWriter(sys.stdout, fieldnames=BATCH_COLUMNS)
-        w.writeheader()
-        w.writerows(out_rows)
+    settings = _settings(args)
+    source = args.batch_input_csv or args.batch_input_jsonl
+    batch_input = read_batch_input(check_readable_file(source, error=InputFileError),
+                                   "csv" if args.batch_input_csv else "jsonl")
+    rows = batch_input.rows
+    settings_text = settings_label(settings)
+    from deepaq_core.model.registry import resolve
+
+    model_label = resolve(args.model).info().label  # the card only; weights load after the checks
+    files = _batch_outputs(args, batch_input, model_label, settings_text)
+    # Per results file: the key of each input row, and the rows it already holds.
+    keys, done = [], []
+    try:
+        for f in files:
+            keys.append(with_occurrence(format_row(f.kind, r, batch_input.columns, BLANK_METRICS)[0] for r in rows))
+            done.append(f.open(keys[-1]))
+    except BaseException:
+        for f in files:
+            f.close()
+        raise
+    skipped = {i for i in range(len(rows)) if files and all(i in d for d in done)}
+    todo = [i for i in range(len(rows)) if i not in skipped]
+    if not files:
+        csv.writer(sys.stdout).writerow(csv_header(batch_input.columns))
+        sys.stdout.flush()
+
+    scorer = None
+    if any(not rows[i].error for i in todo):
+        scorer = _scorer(args)
+    progress = _BatchProgress(len(rows), args.progress or sys.stderr.isatty())
+    results = score_pairs(((rows[i].reference, rows[i].degraded) for i in todo if not rows[i].error), scorer)
+    scored = failures = 0
+    audio_s = 0.0
+    t0 = time.monotonic()
+    try:
+        for n, i in enumerate(todo):
+            row = rows[i]
+            outcome = PairError(i, row.reference, row.degraded, row.error) if row.error else next(results)
+            if isinstance(outcome, PairError):
+                failures += 1
+                print(f"deepaq: row {i + 1}: {outcome.error}", file=sys.stderr)
+            else:
+                scored += 1
+                audio_s += outcome.degraded.duration_s
+            metrics = result_metrics(outcome, model_label, settings_text)
+            if not files:
+                sys.stdout.write(format_row("csv", row, batch_input.columns, metrics)[1])
+                sys.stdout.flush()
+            for f, k, d in zip(files, keys, done):
+                if i not in d:
+                    _, line = format_row(f.kind, row, batch_input.columns, metrics)
+                    f.write(i, k[i], line, bool(metrics["error"]))
+            progress(len(skipped) + n + 1, n + 1, os.path.basename(row.degraded or ""))
+    except BaseException as exc:
+        progress.close()
+        for f in files:
+            f.close()
+        if isinstance(exc, KeyboardInterrupt) and files:
+            kept = ", ".join(f"'{os.path.basename(f.work)}'" for f in files)
+            print(f"deepaq: the rows scored so far are in {kept}; continue with --resume.", file=sys.stderr)
+        raise
+    progress.close()
+    for f in files:
+        f.finish()
+    elapsed = time.monotonic() - t0
+    rate = f"{scored / elapsed:.2f} pairs/s, {audio_s / elapsed:.1f}x real time" if elapsed > 0 and scored else "-"
+    print(f"deepaq: scored {scored}, errors {failures}, skipped by resume {len(skipped)} in {elapsed:.1f} s "
+          f"({rate}).", file=sys.stderr)
+    if scorer is not None:
+        _status_note(scorer.info)
     if failures:
         print(f"deepaq: error: {failures} of {len(rows)} pairs could not be scored (see the 'error' column).",
               file=sys.stderr)

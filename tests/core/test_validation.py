@@ -126,10 +126,7 @@ BAD_INPUTS = {
     "batch csv missing": (["batch", "--batch-input-csv", "{d}/gone.csv"], "'gone.csv': file not found"),
     "batch csv is a folder": (["batch", "--batch-input-csv", "{d}"], "is a directory"),
     "batch csv undecodable": (["batch", "--batch-input-csv", "{d}/binary.csv"], "not a UTF-8 text file"),
-    "batch csv without a value": (["batch", "--batch-input-csv", "{d}/no_degraded.csv"], "no 'degraded' file name"),
     "batch csv without rows": (["batch", "--batch-input-csv", "{d}/header_only.csv"], "lists no pairs"),
-    "batch jsonl bad line": (["batch", "--batch-input-jsonl", "{d}/bad.jsonl"], "Line 2 of 'bad.jsonl'"),
-    "batch jsonl number as path": (["batch", "--batch-input-jsonl", "{d}/number.jsonl"], "no 'degraded' file name"),
     "batch results overwrite the list": (["batch", "--batch-input-csv", "{d}/pairs.csv", "--results-csv",
                                           "{d}/pairs.csv"], "also an input"),
     "batch results overwrite audio": (["batch", "--batch-input-csv", "{d}/pairs.csv", "--results-jsonl",
@@ -177,6 +174,27 @@ BAD_INPUTS = {
     "degrade missing input": (["degrade", "{d}/gone.wav", "--kind", "lowpass", "--cutoff", "3000", "-o",
                                "{d}/o.wav"], "file not found"),
 }
+
+
+# A bad row of a batch input does not stop the batch: it becomes an error row in its place.
+BAD_ROWS = {
+    "batch csv without a value": (["--batch-input-csv", "{d}/no_degraded.csv"], "has 1 of the 2 columns"),
+    "batch jsonl bad line": (["--batch-input-jsonl", "{d}/bad.jsonl"], "Line 2 of 'bad.jsonl'"),
+    "batch jsonl number as path": (["--batch-input-jsonl", "{d}/number.jsonl"], "no 'degraded' file name"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_ROWS), ids=list(BAD_ROWS))
+def test_bad_batch_row_becomes_an_error_row(capfd, work, case):
+    argv, phrase = BAD_ROWS[case]
+    out_path = work.parent / f"{work.name}-out.jsonl"
+    code, _, err = run(capfd, "batch", *[a.replace("{d}", str(work)) for a in argv], "--results-jsonl", out_path)
+    assert code == 2 and "Traceback" not in err
+    rows = [json.loads(line) for line in out_path.read_text().splitlines()]
+    errors = [r["error"] for r in rows if r["error"]]
+    assert len(errors) == 1 and phrase in errors[0]
+    assert all(r["score"] != "" for r in rows if not r["error"])
+    assert "deepaq: error: 1 of" in err
 
 
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
