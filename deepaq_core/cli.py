@@ -21,7 +21,7 @@ from deepaq_core.validation import check_number, check_output_paths, check_reada
 
 log = logging.getLogger("deepaq")
 
-BATCH_COLUMNS = ["reference", "degraded", "score", "distance", "offset_ms", "gain_db", "model", "error"]
+BATCH_COLUMNS = ["reference", "degraded", "score", "distance", "offset_ms", "gain_db", "model", "flags", "error"]
 DEBUG_HELP = "show tracebacks and debug logging"
 ALLOW_UNVERIFIED_HELP = ("also load a model bundle whose card has no weights checksum (weights_sha256); "
                          "a checksum that does not match is always refused")
@@ -256,15 +256,30 @@ def cmd_score(args: argparse.Namespace) -> int:
 
         _write_text(outputs["--frames file"], "--frames file", write_frames)
     _status_note(scorer.info)
+    _flag_notes(results)
     if args.json:
         print(json.dumps([r.to_dict() for r in results], indent=2))
         return 0
     print(f"model: {results[0].model.label}   scale: {results[0].score_scale}")
-    print(f"{'score':>7} {'distance':>9} {'offset_ms':>10} {'gain_db':>8}  degraded")
+    flag_width = max(5, *(len(_flag_cell(r)) for r in results))
+    print(f"{'score':>7} {'distance':>9} {'offset_ms':>10} {'gain_db':>8} {'flags':<{flag_width}}  degraded")
     for r in results:
         print(f"{_fixed(r.score, 2):7.2f} {_fixed(r.distance, 5):9.5f} {_fixed(r.alignment.lag_ms, 2):10.2f} "
-              f"{_fixed(r.gain_db, 2):8.2f}  {r.degraded.path}")
+              f"{_fixed(r.gain_db, 2):8.2f} {_flag_cell(r):<{flag_width}}  {r.degraded.path}")
     return 0
+
+
+def _flag_cell(result) -> str:
+    """The score table's flags cell: comma-separated keys, or "-"."""
+    return ",".join(result.flags) or "-"
+
+
+def _flag_notes(results) -> None:
+    """Each result's flags as sentences on stderr, once per degraded file."""
+    for i, r in enumerate(results):
+        name = os.path.basename(r.degraded.path) or f"degraded #{i + 1}"
+        for key, sentence in zip(r.flags, r.flag_sentences()):
+            print(f"deepaq: {key}: {name}: {sentence}", file=sys.stderr)
 
 
 def _read_batch(args: argparse.Namespace) -> list[tuple[str, str]]:
@@ -328,11 +343,12 @@ def cmd_batch(args: argparse.Namespace) -> int:
     # Keep input order, but score each reference's degraded files together to reuse its embeddings.
     for i, (ref, deg) in enumerate(rows):
         row = {"reference": ref, "degraded": deg, "score": "", "distance": "", "offset_ms": "", "gain_db": "",
-               "model": scorer.info.label, "error": ""}
+               "model": scorer.info.label, "flags": "", "error": ""}
         try:
             r = scorer.score(ref, deg)
             row.update(score=_fixed(r.score, 4), distance=_fixed(r.distance, 6),
-                       offset_ms=_fixed(r.alignment.lag_ms, 3), gain_db=_fixed(r.gain_db, 3))
+                       offset_ms=_fixed(r.alignment.lag_ms, 3), gain_db=_fixed(r.gain_db, 3),
+                       flags=",".join(r.flags))
         except DeePAQError as exc:
             failures += 1
             row["error"] = str(exc)
