@@ -338,8 +338,8 @@ def load_audio(path: str | os.PathLike, target_rate: int | None = None, channels
 
     if converter.frames_in != info.frames:
         # ffmpeg formats only carry an estimate; libsndfile's MP3 count can also be approximate.
-        # For the other libsndfile formats (e.g. FLAC) the header count is exact, so decoding
-        # fewer frames means the file was cut off: remembered as ``header_frames``.
+        # For the other libsndfile formats the header count is exact, so decoding fewer frames
+        # means the file was cut off: remembered as ``header_frames``.
         logger.debug("%s: header said %d frames, decoded %d", info.path, info.frames, converter.frames_in)
         exact = info.format in sf.available_formats() and info.format != "MP3"
         header = info.header_frames

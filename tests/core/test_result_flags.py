@@ -63,6 +63,18 @@ def test_truncated_wav_is_read_as_short(files):
     assert not load_audio(files["ref"]).info.short
 
 
+def test_truncated_flac_is_refused_in_one_sentence(tmp_path):
+    from deepaq_core.errors import AudioError
+
+    p = tmp_path / "cut.flac"
+    sf.write(p, music_like(6.0, SR)[:, 0], SR, subtype="PCM_16")
+    data = p.read_bytes()
+    p.write_bytes(data[: len(data) // 2])
+    with pytest.raises(AudioError, match="damaged or truncated") as err:
+        load_audio(p)
+    assert "\n" not in str(err.value)
+
+
 def test_truncated_wav_is_flagged(scorer, files):
     r = scorer.score(files["ref"], files["cut"])
     assert "short_file" in r.flags and "trimmed" in r.flags
