@@ -145,11 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", help="clean audio file")
     p.add_argument("--kind", required=True,
                    help="degradation family, e.g. mp3, aac, opus, lowpass, white_noise, separation")
-    p.add_argument("-o", "--output",
-                   help="output file (.wav: 32-bit float, .flac: 24-bit); never one of the inputs")
-    p.add_argument("--ladder", metavar="OUT_DIR",
-                   help="instead of --output: write every rung of the family's ladder to OUT_DIR (24-bit FLAC, "
-                   "with the clean input scaled to a 0.5 peak) and OUT_DIR/manifest.csv for 'deepaq eval --ladder'")
+    dest = p.add_mutually_exclusive_group(required=True)
+    dest.add_argument("-o", "--output",
+                      help="output file (.wav: 32-bit float, .flac: 24-bit); never one of the inputs")
+    dest.add_argument("--ladder", metavar="OUT_DIR",
+                      help="instead of --output: write every rung of the family's ladder to OUT_DIR (24-bit FLAC, "
+                      "with the clean input scaled to a 0.5 peak) and OUT_DIR/manifest.csv for 'deepaq eval --ladder'")
     p.add_argument("--values", metavar="V1,V2,...",
                    help="--ladder: these values of the family's parameter instead of its own ladder")
     p.add_argument("--overwrite", action="store_true", help="--ladder: write into OUT_DIR even if it is not empty")
