@@ -32,7 +32,7 @@ from deepaq_core.errors import DeePAQError, InputFileError, OutputPathError
 log = logging.getLogger(__name__)
 
 # Columns the metric adds after the input row's own columns.
-METRIC_COLUMNS = ["score", "distance", "offset_ms", "gain_db", "model", "settings", "error"]
+METRIC_COLUMNS = ["score", "distance", "offset_ms", "gain_db", "model", "settings", "flags", "error"]
 # A text cell starting with one of these is run as a formula by spreadsheet programs.
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 PARTIAL_SUFFIX = ".partial"
@@ -123,10 +123,11 @@ def result_metrics(result, model_label: str, settings_text: str) -> dict[str, An
     if isinstance(result, PairError):
         error = " ".join(result.error.split()) or "The pair could not be scored."
         return {"score": "", "distance": "", "offset_ms": "", "gain_db": "", "model": model_label,
-                "settings": settings_text, "error": error}
+                "settings": settings_text, "flags": "", "error": error}
     return {"score": _fixed(result.score, 4), "distance": _fixed(result.distance, 6),
             "offset_ms": _fixed(result.alignment.lag_ms, 3), "gain_db": _fixed(result.gain_db, 3),
-            "model": model_label, "settings": settings_text, "error": ""}
+            "model": model_label, "settings": settings_text, "flags": ",".join(getattr(result, "flags", ())),
+            "error": ""}
 
 
 # -- input -------------------------------------------------------------------------------------

@@ -143,12 +143,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("degrade", help="make a degraded version of a file (real codecs, filters, noise, ...)",
                        description="Write a degraded version of INPUT; prints what was applied as JSON. "
                        "Families and their parameters: 'deepaq degrade --list'. Any parameter of the family "
-                       "can also be given as --NAME VALUE, e.g. --loss_rate 0.1 --mode delete.")
+                       "can also be given as --NAME VALUE, e.g. --loss_rate 0.1 --mode delete. With --ladder "
+                       "OUT_DIR, writes every rung of the family's ladder (or --values) and a manifest.csv "
+                       "that 'deepaq eval --ladder OUT_DIR' reads.")
     p.add_argument("input", help="clean audio file")
     p.add_argument("--kind", required=True,
                    help="degradation family, e.g. mp3, aac, opus, lowpass, white_noise, separation")
-    p.add_argument("-o", "--output", required=True,
-                   help="output file (.wav: 32-bit float, .flac: 24-bit); never one of the inputs")
+    dest = p.add_mutually_exclusive_group(required=True)
+    dest.add_argument("-o", "--output",
+                      help="output file (.wav: 32-bit float, .flac: 24-bit); never one of the inputs")
+    dest.add_argument("--ladder", metavar="OUT_DIR",
+                      help="instead of --output: write every rung of the family's ladder to OUT_DIR (24-bit FLAC, "
+                      "with the clean input scaled to a 0.5 peak) and OUT_DIR/manifest.csv for 'deepaq eval --ladder'")
+    p.add_argument("--values", metavar="V1,V2,...",
+                   help="--ladder: these values of the family's parameter instead of its own ladder")
+    p.add_argument("--overwrite", action="store_true", help="--ladder: write into OUT_DIR even if it is not empty")
     p.add_argument("--bitrate", type=float, help="codec bitrate, kbit/s (bitrate_kbps)")
     p.add_argument("--cutoff", type=float, help="low-pass cutoff, Hz (cutoff_hz)")
     p.add_argument("--snr", type=float, help="signal-to-noise ratio, dB (snr_db)")
@@ -260,15 +269,30 @@ def cmd_score(args: argparse.Namespace) -> int:
 
         _write_text(outputs["--frames file"], "--frames file", write_frames)
     _status_note(scorer.info)
+    _flag_notes(results)
     if args.json:
         print(json.dumps([r.to_dict() for r in results], indent=2))
         return 0
     print(f"model: {results[0].model.label}   scale: {results[0].score_scale}")
-    print(f"{'score':>7} {'distance':>9} {'offset_ms':>10} {'gain_db':>8}  degraded")
+    flag_width = max(5, *(len(_flag_cell(r)) for r in results))
+    print(f"{'score':>7} {'distance':>9} {'offset_ms':>10} {'gain_db':>8} {'flags':<{flag_width}}  degraded")
     for r in results:
         print(f"{_fixed(r.score, 2):7.2f} {_fixed(r.distance, 5):9.5f} {_fixed(r.alignment.lag_ms, 2):10.2f} "
-              f"{_fixed(r.gain_db, 2):8.2f}  {r.degraded.path}")
+              f"{_fixed(r.gain_db, 2):8.2f} {_flag_cell(r):<{flag_width}}  {r.degraded.path}")
     return 0
+
+
+def _flag_cell(result) -> str:
+    """The score table's flags cell: comma-separated keys, or "-"."""
+    return ",".join(result.flags) or "-"
+
+
+def _flag_notes(results) -> None:
+    """Each result's flags as sentences on stderr, once per degraded file."""
+    for i, r in enumerate(results):
+        name = os.path.basename(r.degraded.path) or f"degraded #{i + 1}"
+        for key, sentence in zip(r.flags, r.flag_sentences()):
+            print(f"deepaq: {key}: {name}: {sentence}", file=sys.stderr)
 
 
 class _BatchProgress:
@@ -561,6 +585,12 @@ def cmd_degrade(args: argparse.Namespace) -> int:
                                        unit={"bitrate": "kbit/s", "cutoff": "Hz", "snr": "dB"}[opt])
     if args.value is not None:
         params[FAMILIES[args.kind].param if args.kind in FAMILIES else "snr_db"] = check_number(args.value, "--value")
+    if (args.output is None) == (args.ladder is None):
+        raise OptionError("deepaq degrade needs exactly one of -o/--output FILE or --ladder OUT_DIR.")
+    if args.ladder is not None:
+        return _degrade_ladder(args, params)
+    if args.values is not None or args.overwrite:
+        raise OptionError("--values and --overwrite go with --ladder OUT_DIR.")
     inputs = [args.input]
     if isinstance(params.get("interferer"), str):
         inputs.append(params["interferer"])
@@ -568,6 +598,46 @@ def cmd_degrade(args: argparse.Namespace) -> int:
     check_output_paths({"output": args.output}, inputs=inputs)
     info = degrade_file(args.input, args.output, args.kind, **params)
     print(json.dumps(info, indent=2, default=str))
+    return 0
+
+
+def _degrade_ladder(args: argparse.Namespace, params: dict) -> int:
+    """``deepaq degrade --ladder OUT_DIR``: every rung of one family plus a ``deepaq eval --ladder`` manifest."""
+    from deepaq_core.degrade import FAMILIES
+    from deepaq_core.evaluation.ladder import make_ladder_set
+
+    if args.kind not in FAMILIES:
+        raise OptionError(f"'{args.kind}' has no ladder; --ladder needs a family from 'deepaq degrade --list'.")
+    fam = FAMILIES[args.kind]
+    if fam.param in params:
+        raise OptionError(f"With --ladder the rungs set {fam.param}; give other values with --values V1,V2,...")
+    values = None
+    if args.values is not None:
+        items = [v.strip() for v in args.values.split(",") if v.strip()]
+        if not items:
+            raise OptionError("--values needs at least one number, e.g. --values 64,128.")
+        values = []
+        for item in items:
+            number = _number(item)
+            if not isinstance(number, (int, float)) or isinstance(number, bool):
+                raise OptionError(f"--values: '{item}' is not a number.")
+            values.append(check_number(float(number), "--values"))
+    check_readable_file(args.input, error=AudioError)
+    out = Path(args.ladder).expanduser()
+    if out.exists() and not out.is_dir():
+        raise OptionError(f"--ladder '{out}' exists and is not a folder.")
+    if out.is_dir() and any(out.iterdir()) and not args.overwrite:
+        raise OptionError(f"The folder '{out}' is not empty; choose another or add --overwrite.")
+    try:
+        manifest = make_ladder_set([args.input], [args.kind], out, values=values, params=params)
+    except OSError as exc:
+        reason = (exc.strerror or type(exc).__name__).rstrip(".").lower()
+        raise DeePAQError(f"The ladder could not be written to '{out}': {reason}.") from None
+    with open(manifest, newline="", encoding="utf-8") as f:
+        rungs = sum(1 for row in csv.DictReader(f) if row.get("param", "") != "")
+    print(json.dumps({"kind": args.kind, "param": fam.param, "unit": fam.unit, "rungs": rungs,
+                      "values": list(values) if values is not None else list(fam.ladder),
+                      "manifest": manifest}, indent=2))
     return 0
 
 

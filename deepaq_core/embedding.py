@@ -166,17 +166,28 @@ def frame_distances(ref: np.ndarray, deg: np.ndarray) -> np.ndarray:
     return np.linalg.norm(ref - deg, axis=-1).astype(np.float32)
 
 
-def window_starts(first: int, stop: int, window: int, hop: float) -> np.ndarray:
-    """Window start frames over ``[first, stop)``; one shorter window if the span is short.
+def window_grid(first: int, stop: int, window: int, hop: float) -> tuple[np.ndarray, np.ndarray]:
+    """Windows over ``[first, stop)`` on a regular grid: (start frames [W] int64, nominal starts [W]).
 
-    ``hop`` may be fractional (0.5 s at 75 frames/s is 37.5 frames): starts are rounded from
-    exact multiples, so the curve keeps the requested hop on average with no drift.
+    Window ``k`` nominally starts at ``first + k * hop`` frames (``hop`` may be fractional: 0.5 s
+    at 75 frames/s is 37.5 frames); its frames start at that value rounded, so the grid keeps the
+    requested hop exactly with no drift. When the grid does not reach ``stop``, one final window
+    ``[stop - window, stop)`` is added, so the windows cover the whole span. A span no longer
+    than one window gives one shorter window ``[first, stop)``.
     """
     span = stop - first
     if span <= window:
-        return np.array([first], dtype=np.int64)
+        return np.array([first], dtype=np.int64), np.array([float(first)])
     count = int(np.floor((span - window) / hop + 1e-9)) + 1
-    return first + np.round(np.arange(count) * hop).astype(np.int64)
+    nominal = first + np.arange(count) * float(hop)
+    if nominal[-1] + window < stop - 1e-6:
+        nominal = np.append(nominal, float(stop - window))
+    return np.round(nominal).astype(np.int64), nominal
+
+
+def window_starts(first: int, stop: int, window: int, hop: float) -> np.ndarray:
+    """Window start frames over ``[first, stop)`` (:func:`window_grid`'s first array)."""
+    return window_grid(first, stop, window, hop)[0]
 
 
 def window_sums(frames: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:

@@ -28,6 +28,25 @@ STATUS_NOTES = {
 }
 
 
+# Result flags: short machine keys, each with one sentence for people. A flag marks a result to
+# look at before trusting it; "inverted" is informational (inverted polarity is inaudible and is
+# compensated before scoring).
+FLAG_TEXT = {
+    "trimmed": "More than 5 % of the reference or the degraded file lies outside their overlap and was not "
+    "scored.",
+    "short_file": "A file holds less audio than its header declares (it was cut off); only the part present "
+    "was scored.",
+    "lag_at_edge": "The estimated delay lies at the edge of the searched range, so the true delay may be larger; "
+    "give it explicitly or widen the search.",
+    "low_confidence": "The delay estimate is uncertain (correlation below 0.2); the files may not match or the "
+    "delay may be wrong.",
+    "inverted": "The degraded file's polarity is inverted; it was compared the right way up.",
+}
+# Fraction of a file outside the overlap above which a result is flagged "trimmed".
+TRIM_FLAG_FRACTION = 0.05
+LOW_CONFIDENCE = 0.2
+
+
 def _frozen(a: Any) -> np.ndarray:
     arr = np.array(a, dtype=np.float32 if np.asarray(a).dtype.kind == "f" else None, copy=True)
     arr.flags.writeable = False
@@ -79,6 +98,14 @@ class FileSummary:
 @dataclass(frozen=True)
 class QualityCurve:
     """Time-resolved quality: one point per analysis window.
+
+    The windows lie on a regular grid over the aligned overlap: window ``k`` starts at
+    ``overlap_start + k * hop`` seconds exactly, and when that grid does not reach the end of the
+    overlap one final window ends exactly there (so its start is off the grid). The embeddings
+    are pooled over whole frames: a window covers the frames from ``round(k * hop * frame_rate)``
+    on, so when the hop is not a whole number of frames (0.5 s at 75 frames/s is 37.5 frames)
+    the frames used may start up to half a frame (6.7 ms at 75 frames/s) from the reported time.
+    ``end_s`` is ``start_s`` plus the window length, never past the overlap's end.
 
     Attributes
     ----------
@@ -164,6 +191,9 @@ class QualityResult:
         (0 when the model has no local alignment or it is off).
     local_lag_s : ndarray [T] or None
         Local lag of each frame beyond the global one, seconds (NaN outside the overlap).
+    flags : tuple of str
+        Keys of :data:`FLAG_TEXT` marking a result to look at before trusting it (``()`` when
+        nothing is suspicious); :meth:`flag_sentences` says what each means.
     """
 
     model: ModelInfo
@@ -195,8 +225,10 @@ class QualityResult:
     time_dropped_s: float = 0.0
     time_inserted_s: float = 0.0
     local_lag_s: np.ndarray | None = None
+    flags: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "flags", tuple(str(f) for f in self.flags))
         object.__setattr__(self, "frame_distance", _frozen(self.frame_distance))
         if self.local_lag_s is not None:
             object.__setattr__(self, "local_lag_s", _frozen(self.local_lag_s))
@@ -233,11 +265,24 @@ class QualityResult:
             "reference_sha256": self.reference.sha256,
             "degraded_sha256": self.degraded.sha256,
             "timings_s": {k: round(v, 4) for k, v in self.timings.items()},
+            "flags": list(self.flags),
         }
 
+    def flag_sentences(self) -> list[str]:
+        """One sentence per flag, in the order of :attr:`flags`."""
+        return [FLAG_TEXT.get(f, f) for f in self.flags]
+
+    def worst_segments(self, n: int = 3) -> list[dict[str, float]]:
+        """The ``n`` lowest-scoring windows that do not overlap (:meth:`QualityCurve.worst`), worst first."""
+        c = self.curve
+        return [{"start_s": round(float(c.start_s[i]), 6), "end_s": round(float(c.end_s[i]), 6),
+                 "score": round(float(c.score[i]), 3), "distance": round(float(c.distance[i]), 6)}
+                for i in c.worst(n)]
+
     def to_dict(self) -> dict[str, Any]:
-        """Everything, arrays as lists (NaN as None), JSON-ready."""
+        """Everything, arrays as lists (NaN as None), JSON-ready; ``worst_segments`` has the 3 worst windows."""
         out = self.summary()
+        out["worst_segments"] = self.worst_segments(3)
         out["curve"] = {
             "start_s": _list(self.curve.start_s),
             "end_s": _list(self.curve.end_s),

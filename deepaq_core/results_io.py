@@ -199,6 +199,15 @@ def _dec_timings(d: Any) -> dict[str, float]:
 # ---------------------------------------------------------------------------------- API
 
 
+def _dec_flags(v: Any) -> tuple[str, ...]:
+    """Result flags (files written before flags existed have none: ``()``)."""
+    if v is None:
+        return ()
+    if not isinstance(v, list) or not all(isinstance(f, str) for f in v):
+        raise ValueError("flags must be a list of strings")
+    return tuple(v)
+
+
 def result_to_json(result: QualityResult | NmrResult) -> dict:
     """Everything in ``result`` as a JSON-ready dict (strict JSON: no NaN literals).
 
@@ -247,6 +256,7 @@ def result_to_json(result: QualityResult | NmrResult) -> dict:
             "time_dropped_s": _enc_float(r.time_dropped_s),
             "time_inserted_s": _enc_float(r.time_inserted_s),
             "local_lag_s": None if r.local_lag_s is None else _enc_array(r.local_lag_s),
+            "flags": list(r.flags),
         }
     if isinstance(result, NmrResult):
         r = result
@@ -330,6 +340,7 @@ def result_from_json(d: dict) -> QualityResult | NmrResult:
                 time_dropped_s=_dec_float(d.get("time_dropped_s", 0.0)),
                 time_inserted_s=_dec_float(d.get("time_inserted_s", 0.0)),
                 local_lag_s=None if d.get("local_lag_s") is None else _dec_array(d["local_lag_s"]),
+                flags=_dec_flags(d.get("flags")),
             )
         if kind == "nmr":
             return NmrResult(

@@ -37,7 +37,7 @@ from deepaq_core.embedding import (
     pooled,
     pooled_windows,
     time_matrix,
-    window_starts,
+    window_grid,
 )
 from deepaq_core.distance import (
     DistanceSpec,
@@ -48,7 +48,16 @@ from deepaq_core.distance import (
     window_block_means,
 )
 from deepaq_core.errors import AudioError
-from deepaq_core.results import FileSummary, Heatmap, NmrResult, QualityCurve, QualityResult
+from deepaq_core.results import (
+    FLAG_TEXT,
+    LOW_CONFIDENCE,
+    TRIM_FLAG_FRACTION,
+    FileSummary,
+    Heatmap,
+    NmrResult,
+    QualityCurve,
+    QualityResult,
+)
 
 log = logging.getLogger(__name__)
 
@@ -295,7 +304,10 @@ class Scorer:
                 "load_align_s": t_prep - t_start, "embed_s": t_emb - t_prep,
                 "total_s": time.perf_counter() - t_start, "model_load_s": self.model_load_s,
             }
-            result = dataclasses.replace(result, timings=timings)
+            flags = result_flags(ref, deg, pair)
+            for key in flags:
+                log.info("%s: %s: %s", name, key, FLAG_TEXT[key])
+            result = dataclasses.replace(result, timings=timings, flags=flags)
             results.append(result)
             yield Partial(idx, result)
         yield Progress(1.0, "Done")
@@ -316,7 +328,7 @@ class Scorer:
         first, stop = int(idx[0]), int(idx[-1]) + 1
         win = max(1, int(round(s.window_s * fr)))
         hop = max(1.0, s.hop_s * fr)
-        starts = window_starts(first, stop, win, hop)
+        starts, nominal = window_grid(first, stop, win, hop)
 
         spec = DistanceSpec.from_card(bundle.card)
         warp_cfg = bundle.card.get("local_alignment") if s.follow_time else None
@@ -357,8 +369,9 @@ class Scorer:
         if warps:
             local_lag = np.full(deg_embs[0].num_frames, np.nan, dtype=np.float32)
             local_lag[first:stop] = warps[0].lag_frames() / fr
-        ends = np.minimum(starts + win, stop)
-        curve = QualityCurve(start_s=starts / fr, end_s=ends / fr, distance=curve_d,
+        # Reported on the nominal grid (exact multiples of the hop from the overlap start, see
+        # QualityCurve); the final window ends exactly at the overlap's end.
+        curve = QualityCurve(start_s=nominal / fr, end_s=np.minimum(nominal + win, stop) / fr, distance=curve_d,
                              score=score_from_distance(curve_d, mapping))
         bf = ref_embs[0].bin_frames
         layer_values = np.mean(layer_maps, axis=0)
@@ -455,7 +468,7 @@ class Scorer:
         per_ref = tuple((path, float(np.linalg.norm(p - c))) for path, c in clean_pooled)
         win = max(1, int(round(s.window_s * fr)))
         hop = max(1.0, s.hop_s * fr)
-        starts = window_starts(0, emb.num_frames, win, hop)
+        starts, nominal = window_grid(0, emb.num_frames, win, hop)
         w = pooled_windows(emb.frames, starts, win, emb.num_frames)
         cmat = np.stack([c for _, c in clean_pooled])
         curve = np.linalg.norm(w[:, None, :] - cmat[None, :, :], axis=-1).mean(axis=1)
@@ -463,7 +476,7 @@ class Scorer:
         return NmrResult(
             model=self.loaded.bundle.info(), degraded=deg_summary,
             distance=float(np.mean([d for _, d in per_ref])), per_reference=per_ref,
-            curve_start_s=starts / fr, curve_end_s=np.minimum(starts + win, emb.num_frames) / fr,
+            curve_start_s=nominal / fr, curve_end_s=np.minimum(nominal + win, emb.num_frames) / fr,
             curve_distance=curve, device=str(self.loaded.device),
             timings={"total_s": time.perf_counter() - t0},
         )
@@ -472,6 +485,26 @@ class Scorer:
             cancel=None) -> NmrResult:
         """Run :meth:`iter_nmr` to completion."""
         return _drain(self.iter_nmr(degraded, clean, cancel=cancel), progress)
+
+
+def result_flags(ref: AudioBuffer, deg: AudioBuffer, pair) -> tuple[str, ...]:
+    """Keys of :data:`~deepaq_core.results.FLAG_TEXT` that apply to a prepared pair, in that order.
+
+    ``trimmed``: more than 5 % of either signal lies outside the overlap. ``short_file``: either
+    file holds less audio than its header declares. ``lag_at_edge``: the estimated delay is at the
+    edge of the search. ``low_confidence``: an estimated delay with confidence below 0.2.
+    ``inverted``: the degraded signal's polarity is inverted (informational).
+    """
+    a = pair.alignment
+    found = {
+        "trimmed": (pair.trimmed_reference_s > TRIM_FLAG_FRACTION * ref.duration_s
+                    or pair.trimmed_degraded_s > TRIM_FLAG_FRACTION * deg.duration_s),
+        "short_file": any(b.info is not None and b.info.short for b in (ref, deg)),
+        "lag_at_edge": bool(a.at_edge),
+        "low_confidence": bool(a.estimated and a.confidence < LOW_CONFIDENCE),
+        "inverted": bool(a.inverted),
+    }
+    return tuple(key for key in FLAG_TEXT if found.get(key))
 
 
 def _follow(ref: np.ndarray, deg: np.ndarray, first: int, stop: int, cfg: dict, frame_rate: float):

@@ -36,6 +36,10 @@ class AudioInfo:
         or companded codecs, where a bit depth is meaningless.
     sha256 : str
         Hex SHA-256 of the file bytes.
+    header_frames : int or None
+        Samples per channel the header declares, when that is more than the file holds (a file
+        cut off in the middle of its audio data); None when the header and the data agree or the
+        format does not say.
     """
 
     path: str
@@ -47,6 +51,12 @@ class AudioInfo:
     subtype: str
     bit_depth: int | None
     sha256: str
+    header_frames: int | None = None
+
+    @property
+    def short(self) -> bool:
+        """The file holds fewer samples than its header declares (it was cut off)."""
+        return self.header_frames is not None and self.header_frames > self.frames
 
 
 # eq=False: dataclass equality would compare the sample arrays with ``==``, which raises for numpy

@@ -150,6 +150,43 @@ def _sndfile_info(path: str):  # -> soundfile's info object, or None
         raise _os_error(path, exc) from exc
 
 
+def _wav_declared_frames(path: str) -> int | None:
+    """Frames the data chunk of a RIFF/WAVE file declares, or None if it cannot tell.
+
+    libsndfile clamps a WAV file's frame count to the bytes actually present, so a file cut off in
+    the middle of its data reads as a shorter, valid file. The declared size of the ``data``
+    chunk (divided by the ``fmt `` chunk's block alignment) says how long it was meant to be. A
+    size of 0 or 0xFFFFFFFF (a stream written without a final size) says nothing.
+    """
+    import struct
+
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return None
+            block_align = None
+            while True:
+                chunk = fh.read(8)
+                if len(chunk) < 8:
+                    return None
+                cid, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+                if cid == b"fmt ":
+                    fmt = fh.read(min(size, 16))
+                    if len(fmt) < 16:
+                        return None
+                    block_align = struct.unpack("<H", fmt[12:14])[0]
+                    fh.seek(size - len(fmt) + (size & 1), os.SEEK_CUR)
+                elif cid == b"data":
+                    if not block_align or size in (0, 0xFFFFFFFF):
+                        return None
+                    return size // block_align
+                else:
+                    fh.seek(size + (size & 1), os.SEEK_CUR)
+    except (OSError, struct.error):
+        return None
+
+
 def _no_ffmpeg(path: str) -> AudioError:
     return AudioError(
         f"'{display_name(path)}' is not a format libsndfile can read, and decoding it needs ffmpeg, "
@@ -198,6 +235,9 @@ def read_info(path: str | os.PathLike) -> AudioInfo:
     info = _sndfile_info(full)
     if info is not None and info.samplerate > 0 and info.channels > 0:
         frames = max(int(info.frames), 0)
+        declared = _wav_declared_frames(full) if str(info.format) == "WAV" else None
+        if declared is not None and declared > frames:
+            logger.info("%s: the header declares %d frames but the file holds %d (cut off)", full, declared, frames)
         return AudioInfo(
             path=full,
             sample_rate=int(info.samplerate),
@@ -208,6 +248,7 @@ def read_info(path: str | os.PathLike) -> AudioInfo:
             subtype=str(info.subtype or ""),
             bit_depth=_bit_depth(str(info.subtype or "")),
             sha256=sha,
+            header_frames=declared if declared is not None and declared > frames else None,
         )
 
     if not ffmpeg.tools_available():
@@ -297,9 +338,15 @@ def load_audio(path: str | os.PathLike, target_rate: int | None = None, channels
 
     if converter.frames_in != info.frames:
         # ffmpeg formats only carry an estimate; libsndfile's MP3 count can also be approximate.
+        # For the other libsndfile formats the header count is exact, so decoding fewer frames
+        # means the file was cut off: remembered as ``header_frames``.
         logger.debug("%s: header said %d frames, decoded %d", info.path, info.frames, converter.frames_in)
+        exact = info.format in sf.available_formats() and info.format != "MP3"
+        header = info.header_frames
+        if exact and converter.frames_in < info.frames:
+            header = max(header or 0, info.frames)
         info = dataclasses.replace(
-            info, frames=converter.frames_in, duration_s=converter.frames_in / info.sample_rate
+            info, frames=converter.frames_in, duration_s=converter.frames_in / info.sample_rate, header_frames=header
         )
     check_duration(converter.frames_in, info.sample_rate, info.path)
     check_not_silent(peak, info.path)

@@ -9,6 +9,7 @@ measures that. :func:`make_ladder_set` writes such a ladder from clean files wit
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
@@ -33,7 +34,8 @@ def _stem(path: str) -> str:
 
 def make_ladder_set(clean_files: Sequence[str], families: Sequence[str], out_dir: str | os.PathLike, *,
                     excerpt_s: float | None = None, seed: int = 0,
-                    say: Callable[[str], None] | None = None) -> str:
+                    say: Callable[[str], None] | None = None, values: Sequence[float] | None = None,
+                    params: dict | None = None) -> str:
     """Generate a degradation ladder for each clean file and family, and its manifest.
 
     Parameters
@@ -53,6 +55,10 @@ def make_ladder_set(clean_files: Sequence[str], families: Sequence[str], out_dir
         Seed for random degradations (nested across rungs by :func:`make_ladder`).
     say : callable or None
         Receives one progress line per file and family.
+    values : sequence of float or None
+        Rungs to write instead of each family's own ladder (values of the family's ``param``).
+    params : dict or None
+        Fixed extra parameters of every rung (e.g. ``{"mode": "delete"}`` for packet_loss).
 
     Returns
     -------
@@ -76,6 +82,8 @@ def make_ladder_set(clean_files: Sequence[str], families: Sequence[str], out_dir
     for f in families:
         if f not in FAMILIES:
             raise DeePAQError(f"Unknown degradation family '{f}'; choose from {', '.join(FAMILIES)}.")
+    if values is not None and not len(values):
+        raise DeePAQError("A ladder needs at least one value.")
     if not clean_files:
         raise DeePAQError("--make-ladder needs at least one clean audio file.")
     out = Path(out_dir)
@@ -101,12 +109,14 @@ def make_ladder_set(clean_files: Sequence[str], families: Sequence[str], out_dir
         sf.write(ref_path, x.T, sr, subtype="PCM_24")
         for fam_name in families:
             fam = FAMILIES[fam_name]
+            if values is not None:
+                fam = dataclasses.replace(fam, ladder=tuple(float(v) for v in values))
             if say:
                 say(f"ladder: {stem}: {fam_name} ({len(fam.ladder)} rungs)")
             group = f"{stem}/{fam_name}"
             rows.append({"reference": str(ref_path), "degraded": str(ref_path), "intensity": 0.0, "group": group,
                          "family": fam_name, "param": "", "unit": fam.unit, "source": os.path.abspath(path)})
-            for rung in make_ladder(x, sr, fam, seed=seed, include_clean=False):
+            for rung in make_ladder(x, sr, fam, seed=seed, include_clean=False, **(params or {})):
                 y = np.asarray(rung["audio"], dtype=np.float32)
                 clipped = int(np.count_nonzero(np.abs(y) > 1.0))
                 if clipped:

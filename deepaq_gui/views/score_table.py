@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 from PySide6 import QtCore, QtWidgets
 
-from deepaq_core.results import DISTANCE_UNITS, SCORE_SCALE, QualityResult
+from deepaq_core.results import DISTANCE_UNITS, FLAG_TEXT, SCORE_SCALE, QualityResult
 
 from .base import version_color
 
@@ -25,6 +25,7 @@ class _Column:
     text: Callable[[Any], str]
     tooltip: str = ""
     numeric: bool = True
+    cell_tooltip: Callable[[Any], str] | None = None
 
 
 def _number(fmt: str) -> Callable[[Any], str]:
@@ -34,6 +35,15 @@ def _number(fmt: str) -> Callable[[Any], str]:
 def _warp(r: Any) -> str:
     dropped, inserted = getattr(r, "time_dropped_s", 0.0), getattr(r, "time_inserted_s", 0.0)
     return f"{dropped * 1000:.0f} / {inserted * 1000:.0f}"
+
+
+def _flags(r: Any) -> str:
+    return ",".join(getattr(r, "flags", ()))
+
+
+def _flag_sentences(value: Any) -> str:
+    keys = [k for k in str(value).split(",") if k]
+    return "\n".join(f"{k}: {FLAG_TEXT.get(k, k)}" for k in keys) or "Nothing suspicious was found."
 
 
 def _columns(scale: str, units: str) -> list[_Column]:
@@ -49,11 +59,14 @@ def _columns(scale: str, units: str) -> list[_Column]:
                 "Time the version lacks / has in excess (dropouts, deleted packets, time warping), "
                 "found by following time locally", numeric=False),
         _Column("Model", lambda r, name: r.model.label, str, "Model that produced the score", numeric=False),
+        _Column("Flags", lambda r, name: _flags(r), lambda v: v or "–",
+                "Reasons to check a result before trusting it (trimmed, short_file, lag_at_edge, low_confidence, "
+                "inverted); hover a cell for what they mean", numeric=False, cell_tooltip=_flag_sentences),
     ]
 
 
 class ScoreTableModel(QtCore.QAbstractTableModel):
-    """One row per version: name, score, distance, offset, gain, time lost/added, model label.
+    """One row per version: name, score, distance, offset, gain, time lost/added, model label, flags.
 
     Display text is formatted; :data:`SORT_ROLE` carries the raw value so sorting is numeric.
 
@@ -119,7 +132,7 @@ class ScoreTableModel(QtCore.QAbstractTableModel):
         if role == QtCore.Qt.ItemDataRole.DecorationRole and index.column() == 0:
             return version_color(version)
         if role == QtCore.Qt.ItemDataRole.ToolTipRole:
-            return column.tooltip
+            return column.cell_tooltip(value) if column.cell_tooltip is not None else column.tooltip
         return None
 
     def headerData(self, section: int, orientation: QtCore.Qt.Orientation,  # noqa: N802

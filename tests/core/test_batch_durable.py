@@ -104,7 +104,7 @@ def test_score_pairs_is_lazy_and_in_order(corpus):
 def test_input_columns_kept_verbatim_and_formulas_escaped(full_csv):
     rows = list(csv.reader(full_csv.decode().splitlines()))
     assert rows[0] == ["reference", "degraded", "id", "note", "score", "distance", "offset_ms", "gain_db",
-                       "model", "settings", "error"]
+                       "model", "settings", "flags", "error"]
     assert len(rows) == N_PAIRS + 1
     assert rows[1][:4] == ["audio/ref0.wav", "./audio/deg00.wav", "id-00", "note 00"]
     assert rows[2][3] == "'=HYPERLINK(\"x\")"

@@ -162,7 +162,7 @@ BAD_INPUTS = {
     "degrade unknown param": (["degrade", "{d}/ref.wav", "--kind", "lowpass", "--param", "speed=3", "-o",
                                "{d}/o.wav"], "speed"),
     "degrade unknown kind": (["degrade", "{d}/ref.wav", "--kind", "warp", "-o", "{d}/o.wav"], "Unknown degradation"),
-    "degrade missing -o": (["degrade", "{d}/ref.wav", "--kind", "lowpass"], "required: -o/--output"),
+    "degrade missing -o": (["degrade", "{d}/ref.wav", "--kind", "lowpass"], "one of the arguments -o/--output --ladder is required"),
     "degrade output in missing folder": (["degrade", "{d}/ref.wav", "--kind", "lowpass", "--cutoff", "3000", "-o",
                                           "{d}/nope/o.wav"], "does not exist"),
     "degrade output is a folder": (["degrade", "{d}/ref.wav", "--kind", "lowpass", "--cutoff", "3000", "-o",
@@ -278,7 +278,7 @@ def test_degrade_required_arguments_in_usage(capfd):
     code, out, _ = run(capfd, "degrade", "--help")
     assert code == 0
     usage = " ".join(out.split("\n\n")[0].split())
-    assert "--kind KIND -o OUTPUT" in usage and "[--kind" not in usage and "[-o" not in usage
+    assert "--kind KIND (-o OUTPUT | --ladder OUT_DIR)" in usage and "[--kind" not in usage and "[-o" not in usage
     assert usage.rstrip().endswith("input") and "[input]" not in usage
     code, out, _ = run(capfd, "degrade", "--list")
     assert code == 0 and "lowpass" in out

@@ -459,13 +459,20 @@ def test_score_table_rows_numeric_sort_and_row_selected(qtbot, results):
     view = shown(qtbot, ScoreTableView())
     view.set_results(res, names)
     proxy = view.proxy()
-    assert proxy.rowCount() == 3 and proxy.columnCount() == 7
-    header = [proxy.headerData(c, QtCore.Qt.Orientation.Horizontal) for c in range(7)]
-    assert header == ["Version", "Score", "Distance", "Offset (ms)", "Gain (dB)", "Time lost / added (ms)", "Model"]
+    assert proxy.rowCount() == 3 and proxy.columnCount() == 8
+    header = [proxy.headerData(c, QtCore.Qt.Orientation.Horizontal) for c in range(8)]
+    assert header == ["Version", "Score", "Distance", "Offset (ms)", "Gain (dB)", "Time lost / added (ms)", "Model",
+                      "Flags"]
     tip = proxy.headerData(1, QtCore.Qt.Orientation.Horizontal, QtCore.Qt.ItemDataRole.ToolTipRole)
     assert res[0].score_scale in tip
     assert proxy.index(0, 5).data() == "0 / 0"  # nothing dropped or inserted
     assert proxy.index(0, 6).data() == "compact 0.1.0 (untrained)"
+    flags = [proxy.index(r, 7) for r in range(3)]
+    for cell in flags:  # a cell shows the flag keys ("–" if none); its tooltip says what they mean
+        keys = [k for k in cell.data(SORT_ROLE).split(",") if k]
+        assert cell.data() == (",".join(keys) or "–")
+        tip = cell.data(QtCore.Qt.ItemDataRole.ToolTipRole)
+        assert all(k in tip for k in keys) and tip
 
     view.table().sortByColumn(1, QtCore.Qt.SortOrder.AscendingOrder)
     # Numeric: 9.x < 50.x < 80 (a text sort would put "80.7" before "9.2").
