@@ -74,15 +74,21 @@ class _Bar:
             sys.stderr.flush()
 
 
-def _add_common(p: argparse.ArgumentParser) -> None:
+def _add_common(p: argparse.ArgumentParser, pairs: bool = True) -> None:
+    """Shared options; ``pairs=False`` (nmr) leaves out alignment and loudness matching, which need
+    a reference."""
     g = p.add_argument_group("model and signal options")
     g.add_argument("--model", default=None, help="model name from 'deepaq models' or a bundle folder (default: compact)")
     g.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
     g.add_argument("--allow-unverified", action="store_true", help=ALLOW_UNVERIFIED_HELP)
-    g.add_argument("--no-align", action="store_true", help="do not estimate or compensate the degraded file's delay")
-    g.add_argument("--offset-ms", type=float, default=None,
-                   help="use this delay of the degraded file instead of estimating it (positive = degraded is late)")
-    g.add_argument("--no-match-loudness", action="store_true", help="do not match the degraded file's loudness")
+    if pairs:
+        g.add_argument("--no-align", action="store_true",
+                       help="do not estimate or compensate the degraded file's delay")
+        g.add_argument("--offset-ms", type=float, default=None,
+                       help="use this delay of the degraded file instead of estimating it (positive = degraded is late)")
+        g.add_argument("--no-match-loudness", action="store_true", help="do not match the degraded file's loudness")
+    else:
+        p.set_defaults(no_align=False, offset_ms=None, no_match_loudness=False)
     g.add_argument("--channels", choices=["mono", "each"], default="mono",
                    help="score the mono downmix (default) or each channel separately")
     g.add_argument("--window", type=float, default=3.0, help="quality-curve window, seconds (default 3)")
@@ -124,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("degraded", nargs="+", help="audio files to assess")
     p.add_argument("--clean", required=True, metavar="DIR", help="folder of clean recordings (any content)")
     p.add_argument("--json", action="store_true", help="print results as JSON")
-    _add_common(p)
+    _add_common(p, pairs=False)
 
     p = sub.add_parser("models", help="list the model ladder and what is available here; 'models verify PATH' "
                        "checks a bundle", description="List the model ladder, or check a model bundle with "
@@ -141,8 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
 
     p = sub.add_parser("degrade", help="make a degraded version of a file (real codecs, filters, noise, ...)",
-                       description="Write a degraded version of INPUT; prints what was applied as JSON. "
-                       "Families and their parameters: 'deepaq degrade --list'. Any parameter of the family "
+                       description="Write a degraded version of INPUT; prints one line saying what was "
+                       "applied (--json: everything). Families and their parameters: 'deepaq degrade --list'. Any parameter of the family "
                        "can also be given as --NAME VALUE, e.g. --loss_rate 0.1 --mode delete. With --ladder "
                        "OUT_DIR, writes every rung of the family's ladder (or --values) and a manifest.csv "
                        "that 'deepaq eval --ladder OUT_DIR' reads.")
@@ -164,6 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--value", type=float, help="the family's main intensity parameter")
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                    help="any other parameter of the family (repeatable)")
+    p.add_argument("--json", action="store_true",
+                   help="print everything that was applied as JSON (default: one line)")
     p.add_argument("--list", action=_ListFamilies, help="list the families, their parameters and ladders, and exit")
     p.add_argument("--debug", action="store_true", help=DEBUG_HELP)
 
@@ -597,7 +605,14 @@ def cmd_degrade(args: argparse.Namespace) -> int:
     check_readable_file(args.input, error=AudioError)
     check_output_paths({"output": args.output}, inputs=inputs)
     info = degrade_file(args.input, args.output, args.kind, **params)
-    print(json.dumps(info, indent=2, default=str))
+    if getattr(args, "json", False):
+        print(json.dumps(info, indent=2, default=str))
+    else:
+        applied = ", ".join(f"{k}={v}" for k, v in (info.get("params") or {}).items())
+        label = info.get("label")
+        label_text = (f"; surrogate label {label:.3f} (0 = clean, 1 = the family's worst rung)"
+                      if isinstance(label, (int, float)) else "")
+        print(f"wrote {args.output}: {args.kind} {applied}{label_text}")
     return 0
 
 

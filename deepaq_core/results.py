@@ -41,10 +41,17 @@ FLAG_TEXT = {
     "low_confidence": "The delay estimate is uncertain (correlation below 0.2); the files may not match or the "
     "delay may be wrong.",
     "inverted": "The degraded file's polarity is inverted; it was compared the right way up.",
+    "unrelated": "These files do not look like versions of the same recording (almost no correlation and a low "
+    "score); use 'deepaq nmr' to compare a file with unrelated clean audio.",
 }
 # Fraction of a file outside the overlap above which a result is flagged "trimmed".
 TRIM_FLAG_FRACTION = 0.05
 LOW_CONFIDENCE = 0.2
+# "unrelated": delay-estimate correlation below UNRELATED_CONFIDENCE and a score below
+# UNRELATED_SCORE. On the developer data this caught 22 of 22 pairs of unrelated music or speech
+# and none of the 216 rated pairs (their lowest: chop, correlation 0.03, score 43).
+UNRELATED_CONFIDENCE = 0.15
+UNRELATED_SCORE = 40.0
 
 
 def _frozen(a: Any) -> np.ndarray:

@@ -52,6 +52,8 @@ from deepaq_core.results import (
     FLAG_TEXT,
     LOW_CONFIDENCE,
     TRIM_FLAG_FRACTION,
+    UNRELATED_CONFIDENCE,
+    UNRELATED_SCORE,
     FileSummary,
     Heatmap,
     NmrResult,
@@ -307,6 +309,9 @@ class Scorer:
             flags = result_flags(ref, deg, pair)
             for key in flags:
                 log.info("%s: %s: %s", name, key, FLAG_TEXT[key])
+            a = pair.alignment
+            if a.estimated and a.confidence < UNRELATED_CONFIDENCE and result.score < UNRELATED_SCORE:
+                flags = tuple(k for k in FLAG_TEXT if k in flags or k == "unrelated")
             result = dataclasses.replace(result, timings=timings, flags=flags)
             results.append(result)
             yield Partial(idx, result)
@@ -493,7 +498,8 @@ def result_flags(ref: AudioBuffer, deg: AudioBuffer, pair) -> tuple[str, ...]:
     ``trimmed``: more than 5 % of either signal lies outside the overlap. ``short_file``: either
     file holds less audio than its header declares. ``lag_at_edge``: the estimated delay is at the
     edge of the search. ``low_confidence``: an estimated delay with confidence below 0.2.
-    ``inverted``: the degraded signal's polarity is inverted (informational).
+    ``inverted``: the degraded signal's polarity is inverted (informational). (``unrelated``
+    needs the score as well and is added by the scorer.)
     """
     a = pair.alignment
     found = {

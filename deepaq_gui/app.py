@@ -1,6 +1,6 @@
 """``deepaq-gui``: application start-up, logging, exception hook and command-line options.
 
-    deepaq-gui [REF DEG ...] [--model NAME] [--allow-unverified] [--device auto|cpu|cuda] [--screenshot OUT.png]
+    deepaq-gui [REF DEG ...] [--model NAME] [--allow-unverified] [--device auto|cpu|cuda|cuda:N|mps] [--screenshot OUT.png]
 
 With ``--screenshot`` the app opens the files, waits until scoring has finished, saves a PNG of
 the whole window and exits 0 (non-zero, with one line on stderr, if anything failed).
@@ -119,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help="model name from 'deepaq models' or a bundle folder")
     p.add_argument("--allow-unverified", action="store_true",
                    help="also load a model bundle whose card has no weights checksum (weights_sha256)")
-    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
     p.add_argument("--screenshot", metavar="OUT.png", help="save a PNG of the window once scoring is done, then exit")
     p.add_argument("--demo", action="store_true", help="open the demo")
     p.add_argument("--no-demo", action="store_true", help="do not open the demo on first start")

@@ -134,7 +134,8 @@ def test_degrade_command_writes_a_scorable_file(capsys, signals, tmp_path):
     import soundfile as sf
 
     out = tmp_path / "lp.wav"
-    code, stdout, _ = run(capsys, "degrade", signals["ref"], "--kind", "lowpass", "--cutoff", "3000", "-o", str(out))
+    code, stdout, _ = run(capsys, "degrade", signals["ref"], "--kind", "lowpass", "--cutoff", "3000", "-o", str(out),
+                          "--json")
     assert code == 0
     info = json.loads(stdout)
     assert info["params"]["cutoff_hz"] == 3000 and 0 < info["label"] <= 1

@@ -353,19 +353,19 @@ def test_cli_degrade_lists_and_applies_the_new_families(capsys, tmp_path, x):
     # Family parameters as --NAME VALUE, or --value / --param NAME=VALUE: the same request.
     for options in (["--loss_rate", "0.2", "--mode", "delete", "--seed=1"],
                     ["--value", "0.2", "--param", "mode=delete", "--param", "seed=1"]):
-        code = main(["degrade", str(src), "--kind", "packet_loss", *options, "-o", str(out)])
+        code = main(["degrade", str(src), "--kind", "packet_loss", *options, "-o", str(out), "--json"])
         info = json.loads(capsys.readouterr().out)
         assert code == 0 and info["params"] == {"loss_rate": 0.2, "frame_ms": 20.0, "mode": "delete", "seed": 1}
         assert info["removed_s"] == pytest.approx(0.5, abs=0.02) and info["frames"] == x.shape[1]
         assert sf.info(out).frames == info["output_frames"] == x.shape[1] - round(info["removed_s"] * SR)
-    code = main(["degrade", str(src), "--kind", "compression", "--threshold_db", "-12", "--makeup", "false",
+    code = main(["degrade", str(src), "--kind", "compression", "--json", "--threshold_db", "-12", "--makeup", "false",
                  "-o", str(out)])
     info = json.loads(capsys.readouterr().out)
     assert code == 0 and info["params"]["threshold_db"] == -12 and info["params"]["makeup"] is False
     assert info["makeup_db"] == 0.0
     for options, phrase in [(["--q_db", "70", "--mode", "x"], "'mode'"), (["--q_db"], "needs a value"),
                             (["stray", "--q_db", "70"], "'stray' is not understood")]:
-        code = main(["degrade", str(src), "--kind", "mnru", *options, "-o", str(out)])
+        code = main(["degrade", str(src), "--kind", "mnru", *options, "-o", str(out), "--json"])
         err = capsys.readouterr().err
         assert code == 2 and phrase in err and "Traceback" not in err
     with pytest.raises(SystemExit):  # other commands still reject unknown options

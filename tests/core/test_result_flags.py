@@ -131,7 +131,7 @@ def test_flags_survive_a_json_round_trip_and_old_files_have_none(scorer, files):
     assert result_from_json(doc).flags == ()
     d = r.to_dict()
     assert d["flags"] == ["inverted"] and r.summary()["flags"] == ["inverted"]
-    assert set(FLAG_TEXT) == {"trimmed", "short_file", "lag_at_edge", "low_confidence", "inverted"}
+    assert set(FLAG_TEXT) == {"trimmed", "short_file", "lag_at_edge", "low_confidence", "inverted", "unrelated"}
     assert r.flag_sentences() == [FLAG_TEXT["inverted"]]
 
 
@@ -201,3 +201,23 @@ def test_cli_table_json_and_batch_show_flags(capsys, files, tmp_path):
     assert code == 0
     rows = list(csv.DictReader(open(out_csv)))
     assert [r["flags"] for r in rows] == ["inverted", ""]
+
+
+def test_unrelated_music_is_flagged_and_versions_are_not(tmp_path):
+    import soundfile as sf
+
+    from deepaq_core.scoring import Scorer
+    from tests.conftest import lowpass, music_like
+
+    sr = 48000
+    a = music_like(8.0, sr, seed=21)[:, 0]
+    b = music_like(8.0, sr, seed=22)[:, 0]
+    paths = {}
+    for name, x in {"a": a, "b": b, "a_lp": lowpass(a, sr, 3500)}.items():
+        paths[name] = str(tmp_path / f"{name}.wav")
+        sf.write(paths[name], x, sr)
+    scorer = Scorer(device="cpu")
+    unrelated = scorer.score(paths["a"], paths["b"])
+    assert "unrelated" in unrelated.flags and "nmr" in " ".join(unrelated.flag_sentences())
+    damaged = scorer.score(paths["a"], paths["a_lp"])
+    assert "unrelated" not in damaged.flags

@@ -233,7 +233,8 @@ def test_output_checks_run_before_scoring(capfd, work, monkeypatch):
 
 def test_degrade_writes_through_a_temporary_file(capfd, work, monkeypatch):
     out = work / "o.wav"
-    code, stdout, err = run(capfd, "degrade", work / "ref.wav", "--kind", "lowpass", "--cutoff", "3000", "-o", out)
+    code, stdout, err = run(capfd, "degrade", work / "ref.wav", "--kind", "lowpass", "--cutoff", "3000", "-o", out,
+                               "--json")
     assert code == 0 and json.loads(stdout)["output"] == str(out)
     first = out.read_bytes()
     assert sf.info(str(out)).subtype == "FLOAT"
