@@ -897,10 +897,25 @@ class MainWindow(QtWidgets.QMainWindow):
         self.export(kind, path)
 
     def export(self, kind: str, path: str) -> None:
-        """Write an export; errors become messages."""
+        """Write an export; errors become messages.
+
+        Never onto one of the session's audio files, and through a temporary file in the same
+        folder that replaces ``path`` only once complete (a failed export leaves it as it was).
+        """
+        from deepaq_core.validation import check_output_paths
         from deepaq_gui.views import export
 
         names = {i: v.name for i, v in enumerate(self.session.versions)}
+        final = path
+        inputs = [t.path for t in [self.session.reference, *self.session.versions] if t is not None]
+        try:
+            check_output_paths({"export": final}, inputs=inputs)
+        except DeePAQError as exc:
+            self.message(str(exc))
+            return
+        head, tail = os.path.split(os.path.abspath(final))
+        stem, ext = os.path.splitext(tail)
+        path = os.path.join(head, f".{stem}.{os.getpid()}.tmp{ext}")  # same suffix: writers go by it
         try:
             if kind == "window_png":
                 self.save_screenshot(path)
@@ -920,11 +935,20 @@ class MainWindow(QtWidgets.QMainWindow):
 
                 make_report(path, self.session, dict(self.session.results),
                             images=[self.curve.grab(), self.spectrogram.grab(), self.heatmap.grab(), self.matrix.grab()])
-            self.message(f"Exported {os.path.basename(path)}.", "info")
+            if kind == "window_png" and not os.path.exists(path):
+                raise OSError("the window could not be saved")
+            os.replace(path, final)
+            self.message(f"Exported {os.path.basename(final)}.", "info")
         except DeePAQError as exc:
             self.message(str(exc))
         except OSError as exc:
-            self.message(f"Cannot write '{os.path.basename(path)}': {exc.strerror or exc}.")
+            self.message(f"Cannot write '{os.path.basename(final)}': {exc.strerror or exc}.")
+        finally:
+            if os.path.exists(path):
+                try:
+                    os.remove(path)
+                except OSError:
+                    pass
 
     def save_screenshot(self, path: str | Path) -> bool:
         """Save a PNG of the whole window."""

@@ -127,6 +127,30 @@ def test_exports(qtbot, window, signals, tmp_path):
     assert (tmp_path / "spectrogram.svg").read_text().count("<image") >= 3
     rows = (tmp_path / "c.csv").read_text().splitlines()
     assert len(rows) == 1 + len(window.session.results[0].curve.score)
+    assert not [p for p in os.listdir(tmp_path) if ".tmp" in p]  # written through temporary files
+
+
+def test_export_never_replaces_an_input_or_a_file_on_failure(qtbot, window, signals, tmp_path, monkeypatch):
+    import hashlib
+
+    _open_and_wait(qtbot, window, [signals["ref"], signals["lp"]])
+    before = hashlib.sha256(open(signals["lp"], "rb").read()).hexdigest()
+    window.export("csv", signals["lp"])  # the user picked a degraded file as the export target
+    assert hashlib.sha256(open(signals["lp"], "rb").read()).hexdigest() == before
+    assert any("lp.wav" in text for text in window.errors_seen)
+    # An export that fails half-way leaves the previous file untouched and no temporary file.
+    out = tmp_path / "s.json"
+    out.write_text("previous")
+    from deepaq_gui.views import export
+
+    def broken(results, names, path):
+        open(path, "w").write("half")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(export, "export_scores_json", broken)
+    window.export("json", str(out))
+    assert out.read_text() == "previous"
+    assert not [p for p in os.listdir(tmp_path) if ".tmp" in p]
 
 
 def test_screenshot_smoke_on_demo(qapp, tmp_path):
