@@ -101,9 +101,16 @@ def save_session(session: Session, path: str | os.PathLike, *, extra: dict | Non
     Raises
     ------
     DeePAQError
-        No reference is open, or the file cannot be written (one sentence).
+        No reference is open, ``path`` is one of the session's audio files, or the file cannot
+        be written (one sentence).
     """
+    from deepaq_core.validation import same_file
+
     path = os.path.abspath(os.fspath(path))
+    for track in [session.reference, *session.versions]:  # never onto one of its own audio files
+        if track is not None and same_file(path, track.path):
+            raise DeePAQError(f"The session file would replace the audio file '{os.path.basename(track.path)}'; "
+                              "choose another name.")
     doc = session_to_json(session, path, extra=extra)
     _write_text(json.dumps(doc, allow_nan=False, separators=(",", ":")), path)
 

@@ -81,7 +81,8 @@ def register(subparsers) -> dict:
     o.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples for the 95%% CIs (default 2000)")
     o.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     o.add_argument("--no-plot", action="store_true", help="do not write the PNG")
-    p.add_argument("--debug", action="store_true", help="show tracebacks and stop at the first failing file")
+    p.add_argument("--debug", action="store_true", help="show tracebacks and debug logging; also stop at the first "
+                   "failing file")
     return {"eval": cmd_eval}
 
 

@@ -163,6 +163,15 @@ def test_save_without_reference_is_refused(tmp_path):
     assert with_suffix("c.deepaq.json") == "c.deepaq.json"
 
 
+def test_save_never_replaces_one_of_the_sessions_audio_files(project):
+    _, session, _ = project
+    target = session.versions[0].path
+    before = open(target, "rb").read()
+    with pytest.raises(DeePAQError, match="a.wav"):
+        save_session(session, target)
+    assert open(target, "rb").read() == before
+
+
 def test_autosave_path_respects_xdg_cache_home(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     assert autosave_path() == tmp_path / "cache" / "deepaq" / "autosave.deepaq.json"
