@@ -40,7 +40,6 @@ class DistanceSpec:
     time_p: float = 4.0
     block_frames: int = 1
     block_p: float = 6.0
-    smooth_frames: int = 1
     units: str = "L2 distance between unit-norm embeddings (0-2), lower is better"
 
     @classmethod
@@ -80,15 +79,6 @@ def loudness_disturbance(ref: np.ndarray, deg: np.ndarray, spec: DistanceSpec) -
     d = np.maximum(np.abs(diff) - spec.mask * np.minimum(ref, deg), 0.0)
     d *= np.where(diff > 0, spec.weight_added, spec.weight_missing)
     return np.mean(d**spec.band_p, axis=-1) ** (1.0 / spec.band_p)
-
-
-def smooth_frames(frames: np.ndarray, width: int) -> np.ndarray:
-    """Moving average of ``width`` frames along time (temporal integration), [T, K] -> [T, K]."""
-    if width <= 1:
-        return frames
-    from scipy.ndimage import uniform_filter1d
-
-    return uniform_filter1d(np.asarray(frames, dtype=np.float32), size=int(width), axis=0, mode="nearest")
 
 
 def reference_level(ref_frames: np.ndarray, valid: np.ndarray) -> float:

@@ -44,7 +44,6 @@ from deepaq_core.distance import (
     loudness_disturbance,
     power_mean,
     reference_level,
-    smooth_frames,
     window_block_means,
 )
 from deepaq_core.errors import AudioError
@@ -356,13 +355,11 @@ class Scorer:
                     deg_frames[first:stop] = d.frames[first + warp.path]
                     warps.append(warp)
                 norm = reference_level(r.frames, d.valid)
-                ref_s = smooth_frames(r.frames, spec.smooth_frames)
-                deg_frames = smooth_frames(deg_frames, spec.smooth_frames)
-                fd = (loudness_disturbance(ref_s, deg_frames, spec) / norm).astype(np.float32)
+                fd = (loudness_disturbance(r.frames, deg_frames, spec) / norm).astype(np.float32)
                 fd[~d.valid] = np.nan
                 frame_d.append(fd)
                 curves.append(window_block_means(fd, starts, win, stop, spec))
-                m, mstarts = _disturbance_matrix(ref_s, deg_frames, first, stop, s.matrix_size, spec, norm)
+                m, mstarts = _disturbance_matrix(r.frames, deg_frames, first, stop, s.matrix_size, spec, norm)
                 ch_dist.append(float(power_mean(curves[-1], spec.time_p)))
             layer_maps.append(layer_cosine_distance(r.layer_bins, d.layer_bins))
             mats.append(m)

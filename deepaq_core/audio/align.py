@@ -250,8 +250,9 @@ def find_lag(
     Lags are searched within ``±max_lag_s``, or with ``max_lag_s=None`` within
     ``±max(10 s, 25 % of the longer signal)``; either way only lags at which at least half of
     the analysis stretch faces the degraded signal. When that stretch of the degraded signal
-    exceeds about 2 Mi samples, a first pass runs on both signals decimated to fit (at least at
-    1 kHz) and the full-rate search covers only two coarse steps either side of its best lag.
+    exceeds about 0.5 Mi samples, a first pass runs on both signals decimated to fit (at least at
+    1 kHz) and the full-rate search covers only two coarse steps either side of its best lag, on
+    the middle 8 s of the analysis stretch.
 
     Parameters
     ----------

@@ -106,7 +106,8 @@ DISTANCE_LIMITS: dict[str, tuple[str, float, float]] = {
     "weight_missing": ("num", 0.0, 1000.0),
     "band_p": ("num", 0.1, 64.0),
     "time_p": ("num", 0.1, 64.0),
-    "smooth_frames": ("int", 1, 1000),
+    "block_frames": ("int", 1, 100000),
+    "block_p": ("num", 0.1, 64.0),
 }
 LOCAL_ALIGNMENT_LIMITS: dict[str, tuple[str, float, float]] = {
     "band_s": ("num", 0.0, 10.0),
