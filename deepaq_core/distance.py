@@ -14,6 +14,15 @@ Two kinds exist:
     that the same relative damage gives the same number on loud and quiet material. Windows and
     the whole file combine frames by a power mean of order ``time_p``: short bursts (a clip, a
     dropout) weigh more than their share of time, as listeners weigh them.
+
+    A second term (``lost_weight`` > 0) counts lost bandwidth by how many auditory bands it
+    spans rather than by their loudness: per frame, every band the reference makes audible
+    (specific loudness above ``lost_floor``) contributes the fraction of its loudness that the
+    degraded signal lacks, and the sum over bands is divided by the number of bands. Loudness
+    alone makes a missing top octave count for little on material whose treble is quiet (a
+    3.5 kHz low-pass of a piano barely moves the total loudness), while listeners hear the
+    dulled sound at once; ITU-R BS.1387 (PEAQ) likewise measures bandwidth apart from noise
+    loudness. The term is already relative, so it is added after the normalisation.
 """
 
 from __future__ import annotations
@@ -40,6 +49,8 @@ class DistanceSpec:
     time_p: float = 4.0
     block_frames: int = 1
     block_p: float = 6.0
+    lost_weight: float = 0.0
+    lost_floor: float = 0.2
     units: str = "L2 distance between unit-norm embeddings (0-2), lower is better"
 
     @classmethod
@@ -79,6 +90,35 @@ def loudness_disturbance(ref: np.ndarray, deg: np.ndarray, spec: DistanceSpec) -
     d = np.maximum(np.abs(diff) - spec.mask * np.minimum(ref, deg), 0.0)
     d *= np.where(diff > 0, spec.weight_added, spec.weight_missing)
     return np.mean(d**spec.band_p, axis=-1) ** (1.0 / spec.band_p)
+
+
+def lost_bandwidth(ref: np.ndarray, deg: np.ndarray, spec: DistanceSpec) -> np.ndarray:
+    """Fraction of the auditory bands whose audible reference loudness the degraded signal lacks.
+
+    Parameters
+    ----------
+    ref, deg : ndarray [..., K]
+        Specific loudness per band (broadcastable against each other).
+
+    Returns
+    -------
+    ndarray [...]
+        ``sum_k [ref_k > lost_floor] * clip(1 - deg_k / ref_k, 0, 1) / K``: 0 when nothing audible
+        is missing, 1 when every band is audible in the reference and silent in the degraded.
+    """
+    ref = np.asarray(ref, dtype=np.float64)
+    deg = np.asarray(deg, dtype=np.float64)
+    audible = ref > spec.lost_floor
+    lost = np.clip(1.0 - deg / np.where(audible, ref, 1.0), 0.0, 1.0)
+    return np.sum(np.where(audible, lost, 0.0), axis=-1) / ref.shape[-1]
+
+
+def frame_disturbance(ref: np.ndarray, deg: np.ndarray, spec: DistanceSpec, norm: float) -> np.ndarray:
+    """The loudness disturbance divided by the reference level ``norm``, plus the lost-bandwidth term."""
+    d = loudness_disturbance(ref, deg, spec) / norm
+    if spec.lost_weight > 0:
+        d = d + spec.lost_weight * lost_bandwidth(ref, deg, spec)
+    return d
 
 
 def reference_level(ref_frames: np.ndarray, valid: np.ndarray) -> float:

@@ -41,7 +41,7 @@ from deepaq_core.embedding import (
 )
 from deepaq_core.distance import (
     DistanceSpec,
-    loudness_disturbance,
+    frame_disturbance,
     power_mean,
     reference_level,
     window_block_means,
@@ -355,7 +355,7 @@ class Scorer:
                     deg_frames[first:stop] = d.frames[first + warp.path]
                     warps.append(warp)
                 norm = reference_level(r.frames, d.valid)
-                fd = (loudness_disturbance(r.frames, deg_frames, spec) / norm).astype(np.float32)
+                fd = frame_disturbance(r.frames, deg_frames, spec, norm).astype(np.float32)
                 fd[~d.valid] = np.nan
                 frame_d.append(fd)
                 curves.append(window_block_means(fd, starts, win, stop, spec))
@@ -512,7 +512,7 @@ def result_flags(ref: AudioBuffer, deg: AudioBuffer, pair) -> tuple[str, ...]:
 
 def _follow(ref: np.ndarray, deg: np.ndarray, first: int, stop: int, cfg: dict, frame_rate: float):
     """Warping path over the overlap ``[first, stop)`` on log-compressed, band-grouped frames."""
-    from deepaq_core.timewarp import follow_time
+    from deepaq_core.timewarp import follow_time, steady_lag
 
     group = int(cfg.get("band_group", 4))
 
@@ -522,7 +522,9 @@ def _follow(ref: np.ndarray, deg: np.ndarray, first: int, stop: int, cfg: dict, 
         return x[:, :k].reshape(x.shape[0], -1, group).mean(axis=2)
 
     band = int(round(float(cfg.get("band_s", 1.5)) * frame_rate))
-    return follow_time(feats(ref), feats(deg), band, float(cfg.get("penalty", 0.5)))
+    warp = follow_time(feats(ref), feats(deg), band, float(cfg.get("penalty", 0.5)))
+    hold = int(cfg.get("hold_frames", 1))
+    return steady_lag(warp, hold) if hold > 1 else warp
 
 
 def _disturbance_matrix(ref: np.ndarray, deg: np.ndarray, first: int, stop: int, size: int, spec, norm: float):
@@ -535,7 +537,7 @@ def _disturbance_matrix(ref: np.ndarray, deg: np.ndarray, first: int, stop: int,
     count = (ends - starts)[:, None]
     r = window_sums(ref, starts, ends) / count
     d = window_sums(deg, starts, ends) / count
-    m = np.stack([loudness_disturbance(r[i][None, :], d, spec) for i in range(r.shape[0])]) / norm
+    m = np.stack([frame_disturbance(r[i][None, :], d, spec, norm) for i in range(r.shape[0])])
     return m.astype(np.float32), starts
 
 

@@ -114,3 +114,27 @@ def follow_time(ref: np.ndarray, deg: np.ndarray, band: int, penalty: float) -> 
         elif step == _SKIP:
             o, inserted = o - 1, inserted + 1
     return TimeWarp(np.clip(path, 0, n - 1), dropped, inserted)
+
+
+def steady_lag(warp: TimeWarp, hold: int) -> TimeWarp:
+    """The path without lag excursions shorter than ``hold`` frames.
+
+    A lost packet concealed by repeating the previous one leaves the timeline where it was, but
+    the repeated frame resembles an earlier reference frame, so the cheapest path steps back to
+    it and forward again: the damage would be matched away. A median over ``hold`` frames of the
+    local lag keeps every lasting change (deleted or inserted time moves the lag for good, and a
+    median keeps such steps where they are) and removes the brief excursions, so repeated or
+    replaced frames are compared with the reference frames they stand in for.
+    """
+    from scipy.ndimage import median_filter
+
+    n = warp.path.size
+    if n == 0:
+        return warp
+    size = int(hold) | 1  # odd, so the median is one of the lags
+    lag = median_filter(warp.lag_frames(), size=size, mode="nearest")
+    path = np.clip(np.arange(n) + lag, 0, n - 1).astype(warp.path.dtype)
+    steps = np.diff(path)
+    dropped = int(np.sum(np.maximum(0, 1 - steps)))
+    inserted = int(np.sum(np.maximum(0, steps - 1)))
+    return TimeWarp(path=path, dropped_frames=dropped, inserted_frames=inserted)

@@ -22,7 +22,7 @@ from deepaq_core.model.auditory import AuditoryBackbone, AuditoryConfig, auditor
 from deepaq_core.model.bundle import save_bundle  # noqa: E402
 from deepaq_core.model.head import EmbeddingHead, EmbeddingModel  # noqa: E402
 
-VERSION = "0.2.0"
+VERSION = "0.3.0"
 DISTANCE = {
     "type": "loudness_disturbance",
     "mask": 0.1,
@@ -32,10 +32,12 @@ DISTANCE = {
     "time_p": 2.0,
     "block_frames": 24,
     "block_p": 6.0,
+    "lost_weight": 2.0,
+    "lost_floor": 0.2,
     "units": "loudness disturbance relative to the reference's mean specific loudness (0 = identical), "
     "lower is better",
 }
-LOCAL_ALIGNMENT = {"band_s": 1.5, "penalty": 0.5, "band_group": 4}
+LOCAL_ALIGNMENT = {"band_s": 1.5, "penalty": 0.5, "band_group": 4, "hold_frames": 9}
 
 
 def build(d50: float, power: float, fitted_on: str, results: dict | None, out: Path) -> Path:

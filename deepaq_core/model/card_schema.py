@@ -108,11 +108,14 @@ DISTANCE_LIMITS: dict[str, tuple[str, float, float]] = {
     "time_p": ("num", 0.1, 64.0),
     "block_frames": ("int", 1, 100000),
     "block_p": ("num", 0.1, 64.0),
+    "lost_weight": ("num", 0.0, 100.0),
+    "lost_floor": ("num", 0.0, 1000.0),
 }
 LOCAL_ALIGNMENT_LIMITS: dict[str, tuple[str, float, float]] = {
     "band_s": ("num", 0.0, 10.0),
     "penalty": ("num", 0.0, 1e6),
     "band_group": ("int", 1, 16),
+    "hold_frames": ("int", 1, 1000),
 }
 LORA_KEYS = ("rank", "alpha", "dropout", "target_ffn")
 _MISSING = object()

@@ -182,3 +182,56 @@ def test_dropped_time_is_followed_and_reported(music):
     lag = follow.local_lag_s[np.isfinite(follow.local_lag_s)]
     # degraded[n + lag] ~ reference[n]: the degraded file runs 0.12 s early by the end
     assert lag[-1] - lag[0] == pytest.approx(-0.12, abs=0.03)
+
+
+def test_lost_bandwidth_counts_bands_not_loudness():
+    from deepaq_core.distance import lost_bandwidth
+
+    spec = DistanceSpec(type="loudness_disturbance", lost_weight=2.0, lost_floor=0.2)
+    rng = np.random.default_rng(4)
+    ref = rng.gamma(2.0, 0.5, size=(5, 20)) + 0.3
+    ref[:, 15:] = 0.25  # a quiet but audible top
+    deg = ref.copy()
+    deg[:, 15:] = 0.0  # ... removed: 5 of 20 bands lost
+    np.testing.assert_allclose(lost_bandwidth(ref, deg, spec), 5 / 20)
+    # the same loss on a loud top counts the same, although it removes far more loudness
+    loud = ref.copy()
+    loud[:, 15:] = 8.0
+    np.testing.assert_allclose(lost_bandwidth(loud, deg, spec), 5 / 20)
+    # added energy and inaudible bands are not losses; half a band's loudness is half a band
+    assert np.all(lost_bandwidth(ref, ref * 1.5, spec) == 0)
+    quiet = ref.copy()
+    quiet[:, 15:] = 0.1
+    np.testing.assert_allclose(lost_bandwidth(quiet, deg, spec), 0.0)
+    half = ref.copy()
+    half[:, 15:] = 0.125
+    np.testing.assert_allclose(lost_bandwidth(ref, half, spec), 2.5 / 20)
+
+
+def test_frame_disturbance_adds_the_weighted_lost_bandwidth_after_normalising():
+    from deepaq_core.distance import frame_disturbance, lost_bandwidth
+
+    rng = np.random.default_rng(5)
+    ref = rng.gamma(2.0, 0.5, size=(6, 12))
+    deg = np.maximum(ref + rng.normal(0, 0.4, size=ref.shape), 0)
+    off = DistanceSpec(type="loudness_disturbance", mask=0.1, lost_weight=0.0)
+    on = DistanceSpec(type="loudness_disturbance", mask=0.1, lost_weight=1.5)
+    np.testing.assert_allclose(frame_disturbance(ref, deg, off, 2.0), loudness_disturbance(ref, deg, off) / 2.0)
+    np.testing.assert_allclose(frame_disturbance(ref, deg, on, 2.0),
+                               loudness_disturbance(ref, deg, on) / 2.0 + 1.5 * lost_bandwidth(ref, deg, on))
+
+
+def test_steady_lag_removes_brief_excursions_and_keeps_lasting_steps():
+    from deepaq_core.timewarp import TimeWarp, steady_lag
+
+    n = 60
+    lag = np.zeros(n, dtype=np.int64)
+    lag[10:12] = -1  # a repeated packet: the path steps back and returns
+    lag[30:] = 2  # deleted time: the lag changes for good
+    warp = TimeWarp(path=np.clip(np.arange(n) + lag, 0, n - 1), dropped_frames=0, inserted_frames=0)
+    got = steady_lag(warp, 9)
+    want = np.zeros(n, dtype=np.int64)
+    want[30:] = 2
+    np.testing.assert_array_equal(got.lag_frames()[:58], want[:58])  # (the last two hit the end)
+    assert got.inserted_frames == 2 and got.dropped_frames >= 2  # the step, and the clipped end
+    assert steady_lag(warp, 1).path.tolist() != got.path.tolist()
