@@ -22,6 +22,7 @@ import logging
 import os
 import time
 from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, Union
@@ -29,6 +30,7 @@ from typing import Any, Union
 import numpy as np
 
 from deepaq_core.audio import AudioBuffer, integrated_loudness, load_audio, prepare_pair
+from deepaq_core.audio.loudness import k_step_energies
 from deepaq_core.embedding import (
     Embedded,
     frame_distances,
@@ -156,19 +158,57 @@ class Scorer:
     settings : ScoreSettings
     allow_unverified : bool
         Also load a model bundle whose card has no weights checksum (refused otherwise).
+    workers : int or None
+        Helper threads that read and prepare (align, loudness-match) the next input while the
+        model embeds the current one; 0 does everything in the calling thread. Default: 2 (1 on
+        a one-core machine).
+    prefetch : sequence of inputs
+        Files to start reading while the model loads (a reference and the first degraded file);
+        the next :meth:`iter_score` call takes them from there. Ignored when ``workers`` is 0.
     """
 
     def __init__(self, model: str | os.PathLike | None = None, device: str = "auto",
                  settings: ScoreSettings | None = None, cache_size: int = 4, *,
-                 allow_unverified: bool = False) -> None:
+                 allow_unverified: bool = False, workers: int | None = None,
+                 prefetch: Sequence[AudioInput] = ()) -> None:
         from deepaq_core.model.registry import load_model
 
-        t0 = time.perf_counter()
-        self.loaded = load_model(model, device, allow_unverified=allow_unverified)
-        self.model_load_s = time.perf_counter() - t0
         self.settings = settings or ScoreSettings()
         self._cache: OrderedDict[tuple, Embedded] = OrderedDict()
         self._cache_size = cache_size
+        self.workers = min(2, os.cpu_count() or 1) if workers is None else max(0, int(workers))
+        self._pool: ThreadPoolExecutor | None = None
+        self._ahead: dict[tuple, Future] = {}  # reads started early, by (path, channel mode, rate)
+        if prefetch and self.workers:
+            self._prefetch(model, prefetch)
+        t0 = time.perf_counter()
+        self.loaded = load_model(model, device, allow_unverified=allow_unverified)
+        self.model_load_s = time.perf_counter() - t0
+
+    # -- reading ahead ----------------------------------------------------------------------
+    def _submit(self, fn, *args) -> Future:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="deepaq-read")
+        return self._pool.submit(fn, *args)
+
+    def _prefetch(self, model, sources: Sequence[AudioInput]) -> None:
+        """Start reading files at the model's rate before the model (and torch) has loaded."""
+        from deepaq_core.model.registry import resolve
+
+        try:
+            rate = int(resolve(model).card["sample_rate"])
+        except Exception:  # noqa: BLE001 - load_model reports a bad model properly
+            return
+        mode = "mono" if self.settings.channels == "mono" else "all"
+        for src in sources:
+            if not isinstance(src, AudioBuffer):
+                key = (os.fspath(src), mode, rate)
+                self._ahead.setdefault(key, self._submit(load_audio, src, rate, mode))
+
+    def _drop_ahead(self) -> None:
+        for fut in self._ahead.values():
+            fut.cancel()
+        self._ahead.clear()
 
     @property
     def sample_rate(self) -> int:
@@ -182,6 +222,10 @@ class Scorer:
     def load(self, source: AudioInput, channels: str | None = None) -> AudioBuffer:
         """Read (or take) audio at the model's rate; mono or all channels per settings."""
         mode = "mono" if (channels or self.settings.channels) == "mono" else "all"
+        if not isinstance(source, AudioBuffer):
+            ahead = self._ahead.pop((os.fspath(source), mode, self.sample_rate), None)
+            if ahead is not None:
+                return ahead.result()
         if isinstance(source, AudioBuffer):
             buf = source
             if buf.sample_rate != self.sample_rate:
@@ -193,7 +237,15 @@ class Scorer:
             return buf
         return load_audio(source, target_rate=self.sample_rate, channels=mode)
 
-    def _calibration_gain(self, ref: AudioBuffer) -> float:
+    def _reference_steps(self, ref: AudioBuffer, summary: FileSummary) -> np.ndarray:
+        """K-weighted 100 ms step energies of the reference (cached): its loudness, measured once."""
+        key = ("ksteps", summary.sha256, ref.samples.shape)
+        if key not in self._cache:
+            self._cache[key] = k_step_energies(ref.samples, ref.sample_rate)
+        return self._cache[key]
+
+    def _calibration_gain(self, ref: AudioBuffer, summary: FileSummary | None = None,
+                          steps: np.ndarray | None = None) -> float:
         """Linear gain that plays the reference at the level the model assumes (1.0 if none).
 
         A model with an absolute-level front end (hearing thresholds) states in its card the
@@ -203,9 +255,9 @@ class Scorer:
         target = (self.loaded.bundle.card.get("calibration") or {}).get("reference_lufs")
         if target is None:
             return 1.0
-        key = ("lufs", _summary(ref, self.sample_rate).sha256, ref.samples.shape)
+        key = ("lufs", (summary or _summary(ref, self.sample_rate)).sha256, ref.samples.shape)
         if key not in self._cache:
-            self._cache[key] = integrated_loudness(ref.samples, ref.sample_rate)
+            self._cache[key] = integrated_loudness(ref.samples, ref.sample_rate, steps)
         lufs = self._cache[key]
         if not np.isfinite(lufs):
             return 1.0
@@ -234,11 +286,40 @@ class Scorer:
         degraded input; returns the list of results. ``cancel`` (callable or Event) is checked
         between chunks and raises :class:`~deepaq_core.errors.Cancelled`.
         """
+        try:
+            return (yield from self._iter_score(reference, degraded, cancel))
+        finally:
+            self._drop_ahead()  # reads started for inputs that were never reached (cancel, error)
+
+    def _prepare(self, item: AudioInput, ref: AudioBuffer, ref_steps: np.ndarray):
+        """Read one degraded input and align and loudness-match it to the reference.
+
+        Runs in a helper thread while the model embeds another signal. Returns the degraded
+        buffer, its summary, the prepared pair and the seconds this took.
+        """
+        s = self.settings
+        t0 = time.perf_counter()
+        n_ch = ref.channels
+        deg = self.load(item, channels="mono" if n_ch == 1 else "each")
+        deg_summary = _summary(deg, self.sample_rate)
+        if deg.channels != n_ch:
+            raise AudioError(
+                f"'{os.path.basename(deg_summary.path) or 'degraded'}' has {deg.channels} channels but the "
+                f"reference has {n_ch}; per-channel scoring needs equal channel counts."
+            )
+        pair = prepare_pair(ref, deg, align=s.align, lag_ms=s.lag_ms, match_loudness=s.match_loudness,
+                            max_lag_s=s.max_lag_s, reference_steps=ref_steps)
+        return deg, deg_summary, pair, time.perf_counter() - t0
+
+    def _iter_score(self, reference: AudioInput, degraded: Sequence[AudioInput], cancel):
         s = self.settings
         t_load = time.perf_counter()
         ref = self.load(reference)
         ref_summary = _summary(ref, self.sample_rate)
-        cal = self._calibration_gain(ref)
+        # The reference's K-weighted loudness is measured once: for the calibration gain and,
+        # when the aligned overlap starts at the reference's start, for loudness matching.
+        ref_steps = self._reference_steps(ref, ref_summary)
+        cal = self._calibration_gain(ref, ref_summary, ref_steps)
         ref_in = ref if cal == 1.0 else AudioBuffer((ref.samples * cal).astype(np.float32), ref.sample_rate, ref.info)
         ref_load_s = time.perf_counter() - t_load
         n_ch = ref.channels
@@ -250,70 +331,86 @@ class Scorer:
         def frac(x: float) -> float:
             return min(1.0, (done + x) / units)
 
-        yield Progress(0.0, f"Embedding reference {os.path.basename(ref_summary.path) or '(memory)'}")
-        ref_embs: list[Embedded] = []
-        t0 = time.perf_counter()
-        for ch in range(n_ch):
-            gen = self._iter_reference(ref_in, ref_summary, ch, cancel)
-            try:
-                while True:
-                    yield Progress(frac(next(gen)), "Embedding reference")
-            except StopIteration as stop:
-                ref_embs.append(stop.value)
-            done += 1
-        ref_embed_s = time.perf_counter() - t0
+        # Pipeline: degraded input k + 1 is read and prepared in a helper thread while the model
+        # embeds input k (and input 0 while it embeds the reference). Decoding, soxr, the FFTs of
+        # the alignment and the K-weighting filter release the GIL, so this overlaps on 2 cores.
+        def ahead(k: int):
+            if k >= n_jobs:
+                return None
+            if self.workers:
+                return self._submit(self._prepare, degraded[k], ref, ref_steps)
+            return None
 
+        pending = ahead(0)
         results: list[QualityResult] = []
-        for idx, item in enumerate(degraded):
-            t_start = time.perf_counter()
-            deg = self.load(item, channels="mono" if n_ch == 1 else "each")
-            deg_summary = _summary(deg, self.sample_rate)
-            if deg.channels != n_ch:
-                raise AudioError(
-                    f"'{os.path.basename(deg_summary.path) or 'degraded'}' has {deg.channels} channels but the "
-                    f"reference has {n_ch}; per-channel scoring needs equal channel counts."
-                )
-            name = os.path.basename(deg_summary.path) or f"degraded #{idx + 1}"
-            pair = prepare_pair(ref, deg, align=s.align, lag_ms=s.lag_ms, match_loudness=s.match_loudness,
-                                max_lag_s=s.max_lag_s)
-            t_prep = time.perf_counter()
-            lag = pair.alignment.lag_samples
-            n_ref = ref.samples.shape[1]
-            first = max(0, -lag)
-            stop = first + pair.degraded.samples.shape[1]
-            if stop > n_ref:  # defensive: prepare_pair trims to the overlap
-                raise RuntimeError("aligned degraded signal exceeds the reference timeline")
-            per_channel = []
+        try:
+            yield Progress(0.0, f"Embedding reference {os.path.basename(ref_summary.path) or '(memory)'}")
+            ref_embs: list[Embedded] = []
+            t0 = time.perf_counter()
             for ch in range(n_ch):
-                # Outside the overlap the degraded file has no counterpart; the reference fills
-                # it so that context windows near the edges see no artificial silence. Those
-                # frames are masked anyway; this keeps the frames just inside the edges honest.
-                timeline = ref_in.samples[ch].copy()
-                timeline[first:stop] = pair.degraded.samples[ch] * np.float32(cal)
-                gen = iter_embed(self.loaded, timeline, chunk_s=s.chunk_s, context_s=s.context_s,
-                                 heatmap_columns=s.heatmap_columns, valid_samples=(first, stop), cancel=cancel)
+                gen = self._iter_reference(ref_in, ref_summary, ch, cancel)
                 try:
                     while True:
-                        yield Progress(frac(next(gen) * (ch + 1) / n_ch), f"Embedding {name}")
-                except StopIteration as st:
-                    per_channel.append(st.value)
-            done += n_ch
-            t_emb = time.perf_counter()
-            result = self._compose(ref_embs, per_channel, ref_summary, deg_summary, pair)
-            timings = {
-                "reference_load_s": ref_load_s, "reference_embed_s": ref_embed_s,
-                "load_align_s": t_prep - t_start, "embed_s": t_emb - t_prep,
-                "total_s": time.perf_counter() - t_start, "model_load_s": self.model_load_s,
-            }
-            flags = result_flags(ref, deg, pair)
-            for key in flags:
-                log.info("%s: %s: %s", name, key, FLAG_TEXT[key])
-            a = pair.alignment
-            if a.estimated and a.confidence < UNRELATED_CONFIDENCE and result.score < UNRELATED_SCORE:
-                flags = tuple(k for k in FLAG_TEXT if k in flags or k == "unrelated")
-            result = dataclasses.replace(result, timings=timings, flags=flags)
-            results.append(result)
-            yield Partial(idx, result)
+                        yield Progress(frac(next(gen)), "Embedding reference")
+                except StopIteration as stop:
+                    ref_embs.append(stop.value)
+                done += 1
+            ref_embed_s = time.perf_counter() - t0
+
+            for idx, item in enumerate(degraded):
+                t_start = time.perf_counter()
+                if pending is not None:
+                    deg, deg_summary, pair, prep_s = pending.result()
+                else:
+                    deg, deg_summary, pair, prep_s = self._prepare(item, ref, ref_steps)
+                pending = ahead(idx + 1)
+                name = os.path.basename(deg_summary.path) or f"degraded #{idx + 1}"
+                t_prep = time.perf_counter()
+                lag = pair.alignment.lag_samples
+                n_ref = ref.samples.shape[1]
+                first = max(0, -lag)
+                stop = first + pair.degraded.samples.shape[1]
+                if stop > n_ref:  # defensive: prepare_pair trims to the overlap
+                    raise RuntimeError("aligned degraded signal exceeds the reference timeline")
+                per_channel = []
+                for ch in range(n_ch):
+                    # Outside the overlap the degraded file has no counterpart; the reference fills
+                    # it so that context windows near the edges see no artificial silence. Those
+                    # frames are masked anyway; this keeps the frames just inside the edges honest.
+                    timeline = ref_in.samples[ch].copy()
+                    timeline[first:stop] = pair.degraded.samples[ch] * np.float32(cal)
+                    gen = iter_embed(self.loaded, timeline, chunk_s=s.chunk_s, context_s=s.context_s,
+                                     heatmap_columns=s.heatmap_columns, valid_samples=(first, stop), cancel=cancel)
+                    try:
+                        while True:
+                            yield Progress(frac(next(gen) * (ch + 1) / n_ch), f"Embedding {name}")
+                    except StopIteration as st:
+                        per_channel.append(st.value)
+                done += n_ch
+                t_emb = time.perf_counter()
+                result = self._compose(ref_embs, per_channel, ref_summary, deg_summary, pair)
+                # load_align_s: the reading and preparation itself, which may have run in a helper
+                # thread while the previous signal was embedded (then total_s does not include it).
+                timings = {
+                    "reference_load_s": ref_load_s, "reference_embed_s": ref_embed_s,
+                    "load_align_s": prep_s, "embed_s": t_emb - t_prep,
+                    "total_s": time.perf_counter() - t_start, "model_load_s": self.model_load_s,
+                }
+                flags = result_flags(ref, deg, pair)
+                for key in flags:
+                    log.info("%s: %s: %s", name, key, FLAG_TEXT[key])
+                a = pair.alignment
+                if a.estimated and a.confidence < UNRELATED_CONFIDENCE and result.score < UNRELATED_SCORE:
+                    flags = tuple(k for k in FLAG_TEXT if k in flags or k == "unrelated")
+                result = dataclasses.replace(result, timings=timings, flags=flags)
+                results.append(result)
+                yield Partial(idx, result)
+        finally:
+            if pending is not None and not pending.cancel():
+                try:  # let a running preparation finish before the caller goes on (or re-raises)
+                    pending.exception()
+                except BaseException:  # noqa: BLE001 - its own error does not matter any more
+                    pass
         yield Progress(1.0, "Done")
         return results
 
