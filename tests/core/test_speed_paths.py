@@ -169,3 +169,22 @@ def test_an_unreadable_later_file_fails_cleanly(files, tmp_path):
         scorer.score_many(files["ref"], [files["lp"], str(bad)])
     assert not scorer._ahead
     assert scorer.score(files["ref"], files["lp"]).score > 0  # the scorer still works
+
+
+def test_a_light_front_end_runs_on_one_cpu_thread_and_restores_the_setting():
+    import torch
+
+    from deepaq_core.model.registry import load_model
+
+    loaded = load_model(None, "cpu")
+    assert loaded.model.backbone.cpu_threads == 1
+    seen = []
+    hook = loaded.model.backbone.register_forward_pre_hook(lambda m, a: seen.append(torch.get_num_threads()))
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        loaded.run(torch.zeros(1, 48000))
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        hook.remove()
+        torch.set_num_threads(before)
