@@ -35,6 +35,7 @@ from deepaq_core.embedding import (
     Embedded,
     frame_distances,
     iter_embed,
+    iter_embed_many,
     layer_cosine_distance,
     pooled,
     pooled_windows,
@@ -179,6 +180,7 @@ class Scorer:
         self.workers = min(2, os.cpu_count() or 1) if workers is None else max(0, int(workers))
         self._pool: ThreadPoolExecutor | None = None
         self._ahead: dict[tuple, Future] = {}  # reads started early, by (path, channel mode, rate)
+        self._group = 0  # degraded inputs embedded together; 0: batch_size on a GPU, 1 on the CPU
         if prefetch and self.workers:
             self._prefetch(model, prefetch)
         t0 = time.perf_counter()
@@ -331,17 +333,22 @@ class Scorer:
         def frac(x: float) -> float:
             return min(1.0, (done + x) / units)
 
-        # Pipeline: degraded input k + 1 is read and prepared in a helper thread while the model
-        # embeds input k (and input 0 while it embeds the reference). Decoding, soxr, the FFTs of
-        # the alignment and the K-weighting filter release the GIL, so this overlaps on 2 cores.
-        def ahead(k: int):
-            if k >= n_jobs:
-                return None
-            if self.workers:
-                return self._submit(self._prepare, degraded[k], ref, ref_steps)
-            return None
+        # Pipeline: the next group of degraded inputs is read and prepared in a helper thread
+        # while the model embeds the current one (and the first while it embeds the reference).
+        # Decoding, soxr, the alignment's FFTs and the K-weighting filter release the GIL, so this
+        # overlaps on 2 cores. On a GPU a group holds batch_size inputs, embedded together so that
+        # their chunks fill the batches; on the CPU (batch 1) a group is one input.
+        group = self._group or (max(1, int(self.loaded.batch_size)) if self.loaded.device.type != "cpu" else 1)
+        ahead: dict[int, Future] = {}
 
-        pending = ahead(0)
+        def submit_upto(stop: int) -> None:
+            if not self.workers:
+                return
+            for k in range(min(stop, n_jobs)):
+                if k not in ahead:
+                    ahead[k] = self._submit(self._prepare, degraded[k], ref, ref_steps)
+
+        submit_upto(group)
         results: list[QualityResult] = []
         try:
             yield Progress(0.0, f"Embedding reference {os.path.basename(ref_summary.path) or '(memory)'}")
@@ -357,60 +364,71 @@ class Scorer:
                 done += 1
             ref_embed_s = time.perf_counter() - t0
 
-            for idx, item in enumerate(degraded):
+            for first_idx in range(0, n_jobs, group):
+                members = list(range(first_idx, min(first_idx + group, n_jobs)))
                 t_start = time.perf_counter()
-                if pending is not None:
-                    deg, deg_summary, pair, prep_s = pending.result()
-                else:
-                    deg, deg_summary, pair, prep_s = self._prepare(item, ref, ref_steps)
-                pending = ahead(idx + 1)
-                name = os.path.basename(deg_summary.path) or f"degraded #{idx + 1}"
+                prepared = []
+                for k in members:
+                    fut = ahead.pop(k, None)
+                    prepared.append(fut.result() if fut is not None else self._prepare(degraded[k], ref, ref_steps))
+                submit_upto(members[-1] + 1 + group)
                 t_prep = time.perf_counter()
-                lag = pair.alignment.lag_samples
-                n_ref = ref.samples.shape[1]
-                first = max(0, -lag)
-                stop = first + pair.degraded.samples.shape[1]
-                if stop > n_ref:  # defensive: prepare_pair trims to the overlap
-                    raise RuntimeError("aligned degraded signal exceeds the reference timeline")
-                per_channel = []
-                for ch in range(n_ch):
-                    # Outside the overlap the degraded file has no counterpart; the reference fills
-                    # it so that context windows near the edges see no artificial silence. Those
-                    # frames are masked anyway; this keeps the frames just inside the edges honest.
-                    timeline = ref_in.samples[ch].copy()
-                    timeline[first:stop] = pair.degraded.samples[ch] * np.float32(cal)
-                    gen = iter_embed(self.loaded, timeline, chunk_s=s.chunk_s, context_s=s.context_s,
-                                     heatmap_columns=s.heatmap_columns, valid_samples=(first, stop), cancel=cancel)
-                    try:
-                        while True:
-                            yield Progress(frac(next(gen) * (ch + 1) / n_ch), f"Embedding {name}")
-                    except StopIteration as st:
-                        per_channel.append(st.value)
-                done += n_ch
-                t_emb = time.perf_counter()
-                result = self._compose(ref_embs, per_channel, ref_summary, deg_summary, pair)
-                # load_align_s: the reading and preparation itself, which may have run in a helper
-                # thread while the previous signal was embedded (then total_s does not include it).
-                timings = {
-                    "reference_load_s": ref_load_s, "reference_embed_s": ref_embed_s,
-                    "load_align_s": prep_s, "embed_s": t_emb - t_prep,
-                    "total_s": time.perf_counter() - t_start, "model_load_s": self.model_load_s,
-                }
-                flags = result_flags(ref, deg, pair)
-                for key in flags:
-                    log.info("%s: %s: %s", name, key, FLAG_TEXT[key])
-                a = pair.alignment
-                if a.estimated and a.confidence < UNRELATED_CONFIDENCE and result.score < UNRELATED_SCORE:
-                    flags = tuple(k for k in FLAG_TEXT if k in flags or k == "unrelated")
-                result = dataclasses.replace(result, timings=timings, flags=flags)
-                results.append(result)
-                yield Partial(idx, result)
+                names, waves, valid = [], [], []
+                for k, (deg, deg_summary, pair, _) in zip(members, prepared):
+                    names.append(os.path.basename(deg_summary.path) or f"degraded #{k + 1}")
+                    first = max(0, -pair.alignment.lag_samples)
+                    stop = first + pair.degraded.samples.shape[1]
+                    if stop > ref.samples.shape[1]:  # defensive: prepare_pair trims to the overlap
+                        raise RuntimeError("aligned degraded signal exceeds the reference timeline")
+                    for ch in range(n_ch):
+                        # Outside the overlap the degraded file has no counterpart; the reference
+                        # fills it so that context windows near the edges see no artificial
+                        # silence. Those frames are masked anyway; this keeps the frames just
+                        # inside the edges honest.
+                        timeline = ref_in.samples[ch].copy()
+                        timeline[first:stop] = pair.degraded.samples[ch] * np.float32(cal)
+                        waves.append(timeline)
+                        valid.append((first, stop))
+                label = names[0] if len(names) == 1 else f"{names[0]} and {len(names) - 1} more"
+                gen = iter_embed_many(self.loaded, waves, chunk_s=s.chunk_s, context_s=s.context_s,
+                                      heatmap_columns=s.heatmap_columns, valid_samples=valid, cancel=cancel)
+                try:
+                    while True:
+                        yield Progress(frac(next(gen) * len(waves)), f"Embedding {label}")
+                except StopIteration as st:
+                    embs = st.value
+                del waves
+                done += len(members) * n_ch
+                embed_s = (time.perf_counter() - t_prep) / len(members)
+                for j, (k, (deg, deg_summary, pair, prep_s)) in enumerate(zip(members, prepared)):
+                    t_c = time.perf_counter()
+                    result = self._compose(ref_embs, embs[j * n_ch : (j + 1) * n_ch], ref_summary, deg_summary, pair)
+                    # load_align_s: the reading and preparation itself, which may have run in a
+                    # helper thread while something else was embedded; embed_s: this input's share
+                    # of its group's embedding.
+                    timings = {
+                        "reference_load_s": ref_load_s, "reference_embed_s": ref_embed_s,
+                        "load_align_s": prep_s, "embed_s": embed_s,
+                        "total_s": (t_prep - t_start) / len(members) + embed_s + time.perf_counter() - t_c,
+                        "model_load_s": self.model_load_s,
+                    }
+                    flags = result_flags(ref, deg, pair)
+                    for key in flags:
+                        log.info("%s: %s: %s", names[j], key, FLAG_TEXT[key])
+                    a = pair.alignment
+                    if a.estimated and a.confidence < UNRELATED_CONFIDENCE and result.score < UNRELATED_SCORE:
+                        flags = tuple(key for key in FLAG_TEXT if key in flags or key == "unrelated")
+                    result = dataclasses.replace(result, timings=timings, flags=flags)
+                    results.append(result)
+                    yield Partial(k, result)
+                del prepared, embs
         finally:
-            if pending is not None and not pending.cancel():
-                try:  # let a running preparation finish before the caller goes on (or re-raises)
-                    pending.exception()
-                except BaseException:  # noqa: BLE001 - its own error does not matter any more
-                    pass
+            for fut in ahead.values():
+                if not fut.cancel():
+                    try:  # let a running preparation finish before the caller goes on (or re-raises)
+                        fut.exception()
+                    except BaseException:  # noqa: BLE001 - its own error does not matter any more
+                        pass
         yield Progress(1.0, "Done")
         return results
 

@@ -188,3 +188,28 @@ def test_a_light_front_end_runs_on_one_cpu_thread_and_restores_the_setting():
     finally:
         hook.remove()
         torch.set_num_threads(before)
+
+
+def test_inputs_embedded_together_score_as_alone(files):
+    """The GPU path (several degraded inputs' chunks in one batch), run on the CPU."""
+    plain = Scorer(device="cpu", workers=0)
+    together = Scorer(device="cpu")
+    together._group = 2
+    loaded = together.loaded  # shared with the other scorer (the process caches models)
+    size = loaded.batch_size
+    degs = [files["lp"], files["late"], files["lp"]]
+    a = plain.score_many(files["ref"], degs)
+    try:
+        loaded.batch_size = 4
+        gen = together.iter_score(files["ref"], degs)
+        items = list(gen)
+    finally:
+        loaded.batch_size = size
+    fractions = [i.fraction for i in items if hasattr(i, "fraction")]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    b = [i.result for i in items if hasattr(i, "result")]
+    assert [i.index for i in items if hasattr(i, "result")] == [0, 1, 2]
+    for x, y in zip(a, b):
+        assert y.score == pytest.approx(x.score, abs=1e-4)
+        assert y.alignment == x.alignment
+        np.testing.assert_allclose(y.frame_distance, x.frame_distance, rtol=1e-4, atol=1e-6)
