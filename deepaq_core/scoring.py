@@ -650,7 +650,10 @@ def _disturbance_matrix(ref: np.ndarray, deg: np.ndarray, first: int, stop: int,
     count = (ends - starts)[:, None]
     r = window_sums(ref, starts, ends) / count
     d = window_sums(deg, starts, ends) / count
-    m = np.stack([loudness_disturbance(r[i][None, :], d, spec) for i in range(r.shape[0])]) / norm
+    # Rows in blocks of 32 (the distance broadcasts: [32, 1, K] x [M, K]); the same values as one
+    # row at a time, with a few dozen numpy calls instead of a few thousand.
+    m = np.concatenate([loudness_disturbance(r[i : i + 32, None, :], d[None, :, :], spec)
+                        for i in range(0, r.shape[0], 32)]) / norm
     return m.astype(np.float32), starts
 
 
