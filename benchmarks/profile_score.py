@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import inspect
 import pstats
 import sys
 import tempfile
@@ -68,7 +69,7 @@ def breakdown(stats: pstats.Stats, wall: float, files: bool) -> list[tuple[str, 
     rows.append(("pair trimming and checks", max(0.0, prep - get["alignment"]
                                                   - _cum(stats, "audio/loudness.py", "robust_matching_gain_db"))))
     rows.append(("frame distance", _cum(stats, "distance.py", "loudness_disturbance", ("scoring.py", "_compose"))))
-    embed = _cum(stats, "embedding.py", "iter_embed")
+    embed = _cum(stats, "embedding.py", "iter_embed_many") or _cum(stats, "embedding.py", "iter_embed")
     rows.append(("embedding bookkeeping (chunks, layer bins)", max(0.0, embed - get["front end (model forward)"])))
     compose = _cum(stats, "scoring.py", "_compose")
     inner = sum(v for k, v in rows if k in ("DTW (follow time)", "curves (window pooling)", "time matrix",
@@ -101,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         original = scoring.Scorer.__init__
 
         def sequential(self, *a, **kw):  # the profiled thread does everything
-            kw["workers"] = 0
+            if "workers" in inspect.signature(original).parameters:  # older versions had no helpers
+                kw["workers"] = 0
             original(self, *a, **kw)
 
         scoring.Scorer.__init__ = sequential
@@ -118,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         from deepaq_core.scoring import Scorer
 
         ref, deg = make_pair(args.seconds)
-        scorer = Scorer(None, device="cpu", workers=0)
+        seq = {"workers": 0} if "workers" in inspect.signature(Scorer).parameters else {}
+        scorer = Scorer(None, device="cpu", **seq)
         scorer.score(AudioBuffer(ref, SR), AudioBuffer(deg, SR))  # warm-up
         scorer._cache.clear()
         t0 = time.perf_counter()
@@ -128,7 +131,9 @@ def main(argv: list[str] | None = None) -> int:
         wall = time.perf_counter() - t0
         what = f"`Scorer.score` on a {args.seconds:g} s 48 kHz stereo pair in memory, model loaded"
     stats = pstats.Stats(prof)
-    print(f"\n{what}: {wall:.2f} s under cProfile, sequential (workers=0)\n")
+    import deepaq_core
+
+    print(f"\n{what}: {wall:.2f} s under cProfile, sequential (workers=0); code: {Path(deepaq_core.__file__).parent.parent}\n")
     print("| step | s | share |")
     print("|---|---|---|")
     for step, sec in breakdown(stats, wall, args.files):
@@ -143,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         from deepaq_core.scoring import Scorer
 
         ref, deg = make_pair(args.seconds)
-        scorer = Scorer(None, device="cpu", workers=0)
+        scorer = Scorer(None, device="cpu")
         scorer.score(AudioBuffer(ref, SR), AudioBuffer(deg, SR))
         scorer._cache.clear()
         with profile(activities=[ProfilerActivity.CPU]) as tp:

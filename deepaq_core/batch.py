@@ -142,6 +142,7 @@ def score_pairs(pairs: Iterable[Sequence], scorer=None, *, model: str | None = N
         # one at a time, as they come.
         loaded = scorer.loaded
         group = scorer._group or (max(1, int(loaded.batch_size)) if loaded.device.type != "cpu" else 1)
+        # (only paths are held here; Scorer.iter_score reads as many as fill a batch at a time)
         if run and (len(run) >= group or not _same(run[0][1], reference)):
             yield from run_of(run)
             run = []

@@ -293,6 +293,21 @@ class Scorer:
         finally:
             self._drop_ahead()  # reads started for inputs that were never reached (cancel, error)
 
+    def _group_size(self, num_samples: int) -> int:
+        """Degraded inputs embedded together: enough to fill a batch with their chunks (1 on the CPU).
+
+        A signal as long as the reference has ``ceil(frames / chunk frames)`` chunks; long files
+        fill the batches alone (group 1, bounded memory), 10 s pairs go eight at a time at batch 8.
+        """
+        if self._group:
+            return self._group
+        if self.loaded.device.type == "cpu" or self.loaded.batch_size <= 1:
+            return 1
+        model = self.loaded.model
+        total = max(1, num_samples // model.hop_length)
+        core = max(1, min(int(round(self.settings.chunk_s * model.sample_rate / model.hop_length)), total))
+        return max(1, int(self.loaded.batch_size) // -(-total // core))
+
     def _prepare(self, item: AudioInput, ref: AudioBuffer, ref_steps: np.ndarray):
         """Read one degraded input and align and loudness-match it to the reference.
 
@@ -338,7 +353,7 @@ class Scorer:
         # Decoding, soxr, the alignment's FFTs and the K-weighting filter release the GIL, so this
         # overlaps on 2 cores. On a GPU a group holds batch_size inputs, embedded together so that
         # their chunks fill the batches; on the CPU (batch 1) a group is one input.
-        group = self._group or (max(1, int(self.loaded.batch_size)) if self.loaded.device.type != "cpu" else 1)
+        group = self._group_size(ref.samples.shape[1])
         ahead: dict[int, Future] = {}
 
         def submit_upto(stop: int) -> None:

@@ -213,3 +213,19 @@ def test_inputs_embedded_together_score_as_alone(files):
         assert y.score == pytest.approx(x.score, abs=1e-4)
         assert y.alignment == x.alignment
         np.testing.assert_allclose(y.frame_distance, x.frame_distance, rtol=1e-4, atol=1e-6)
+
+
+def test_group_size_fills_a_batch_and_no_more():
+    scorer = Scorer(device="cpu", workers=0)
+    loaded = scorer.loaded
+    assert scorer._group_size(48000 * 10) == 1  # the CPU: one input at a time
+    device, size = loaded.device, loaded.batch_size
+    try:
+        import torch
+
+        loaded.device, loaded.batch_size = torch.device("meta"), 8  # as on a GPU (nothing runs here)
+        assert scorer._group_size(48000 * 10) == 8  # 10 s: one chunk per signal
+        assert scorer._group_size(48000 * 30) == 2  # three chunks each
+        assert scorer._group_size(48000 * 600) == 1  # 60 chunks: fills batches alone
+    finally:
+        loaded.device, loaded.batch_size = device, size
