@@ -240,11 +240,16 @@ class Scorer:
         return load_audio(source, target_rate=self.sample_rate, channels=mode)
 
     def _reference_steps(self, ref: AudioBuffer, summary: FileSummary) -> np.ndarray:
-        """K-weighted 100 ms step energies of the reference (cached): its loudness, measured once."""
-        key = ("ksteps", summary.sha256, ref.samples.shape)
+        """K-weighted 100 ms step energies of the reference (cached): its loudness, measured once.
+
+        Cached in the entry that also holds the reference's integrated loudness, so a reference
+        takes no more room in the cache than before.
+        """
+        key = ("lufs", summary.sha256, ref.samples.shape)
         if key not in self._cache:
-            self._cache[key] = k_step_energies(ref.samples, ref.sample_rate)
-        return self._cache[key]
+            steps = k_step_energies(ref.samples, ref.sample_rate)
+            self._cache[key] = (steps, integrated_loudness(ref.samples, ref.sample_rate, steps))
+        return self._cache[key][0]
 
     def _calibration_gain(self, ref: AudioBuffer, summary: FileSummary | None = None,
                           steps: np.ndarray | None = None) -> float:
@@ -259,8 +264,9 @@ class Scorer:
             return 1.0
         key = ("lufs", (summary or _summary(ref, self.sample_rate)).sha256, ref.samples.shape)
         if key not in self._cache:
-            self._cache[key] = integrated_loudness(ref.samples, ref.sample_rate, steps)
-        lufs = self._cache[key]
+            steps = k_step_energies(ref.samples, ref.sample_rate) if steps is None else steps
+            self._cache[key] = (steps, integrated_loudness(ref.samples, ref.sample_rate, steps))
+        lufs = self._cache[key][1]
         if not np.isfinite(lufs):
             return 1.0
         return float(10.0 ** ((float(target) - lufs) / 20.0))
