@@ -197,10 +197,15 @@ class Scorer:
         """Start reading files at the model's rate before the model (and torch) has loaded."""
         from deepaq_core.model.registry import resolve
 
+        registry_log = logging.getLogger("deepaq_core.model.registry")
+        quiet = registry_log.disabled
+        registry_log.disabled = True  # load_model resolves the name again and warns, once
         try:
             rate = int(resolve(model).card["sample_rate"])
         except Exception:  # noqa: BLE001 - load_model reports a bad model properly
             return
+        finally:
+            registry_log.disabled = quiet
         mode = "mono" if self.settings.channels == "mono" else "all"
         for src in sources:
             if not isinstance(src, AudioBuffer):
