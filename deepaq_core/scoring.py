@@ -348,7 +348,8 @@ class Scorer:
         # when the aligned overlap starts at the reference's start, for loudness matching.
         ref_steps = self._reference_steps(ref, ref_summary)
         cal = self._calibration_gain(ref, ref_summary, ref_steps)
-        ref_in = ref if cal == 1.0 else AudioBuffer((ref.samples * cal).astype(np.float32), ref.sample_rate, ref.info)
+        ref_in = ref if cal == 1.0 else AudioBuffer((ref.samples * cal).astype(np.float32, copy=False),
+                                                    ref.sample_rate, ref.info)
         ref_load_s = time.perf_counter() - t_load
         n_ch = ref.channels
         n_jobs = len(degraded)
@@ -411,8 +412,11 @@ class Scorer:
                         # fills it so that context windows near the edges see no artificial
                         # silence. Those frames are masked anyway; this keeps the frames just
                         # inside the edges honest.
-                        timeline = ref_in.samples[ch].copy()
-                        timeline[first:stop] = pair.degraded.samples[ch] * np.float32(cal)
+                        src = ref_in.samples[ch]
+                        timeline = np.empty_like(src)
+                        timeline[:first] = src[:first]
+                        timeline[stop:] = src[stop:]
+                        np.multiply(pair.degraded.samples[ch], np.float32(cal), out=timeline[first:stop])
                         waves.append(timeline)
                         valid.append((first, stop))
                 label = names[0] if len(names) == 1 else f"{names[0]} and {len(names) - 1} more"
