@@ -35,9 +35,10 @@ class Backbone(torch.nn.Module, abc.ABC):
         Short identifier used in logs and model cards.
     cpu_threads : int or None
         Intra-op threads for a forward pass on the CPU; None uses the process's torch setting.
-        A light front end sets 1: its small operations gain little from a second thread, lose
-        several-fold when the cores are busy (OpenMP threads wait on each other), and leave a
-        core to the scorer's helper thread, which prepares the next input meanwhile.
+        A light front end sets 1: its small operations run about twice as fast on two idle
+        cores, but several times slower on two busy ones (OpenMP threads wait on each other),
+        and one thread leaves a core to the scorer's helper thread, which prepares the next
+        input meanwhile.
     """
 
     cpu_threads: int | None = None
