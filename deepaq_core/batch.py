@@ -87,6 +87,9 @@ def score_pairs(pairs: Iterable[Sequence], scorer=None, *, model: str | None = N
                 settings=None, allow_unverified: bool = False) -> Iterator:
     """Score (reference, degraded) pairs in order, lazily: one item per pair.
 
+    On the CPU pairs are read one at a time. On a GPU up to the model's batch size of consecutive
+    pairs that share a reference are read before they are scored, and embedded together.
+
     Parameters
     ----------
     pairs : iterable of (reference, degraded)
@@ -103,19 +106,59 @@ def score_pairs(pairs: Iterable[Sequence], scorer=None, *, model: str | None = N
     """
     from deepaq_core.errors import Cancelled
 
+    def one(index: int, reference, degraded):
+        try:
+            return scorer.score(reference, degraded)
+        except Cancelled:
+            raise
+        except DeePAQError as exc:
+            log.debug("pair %d could not be scored: %s", index + 1, exc)
+            return PairError(index, str(reference), str(degraded), str(exc))
+
+    def run_of(run: list[tuple[int, Any, Any]]) -> Iterator:
+        """Pairs sharing a reference, scored together (one error: each alone, to name its pair)."""
+        if len(run) > 1:
+            try:
+                results = scorer.score_many(run[0][1], [deg for _, _, deg in run])
+            except Cancelled:
+                raise
+            except DeePAQError:
+                results = None
+            if results is not None:
+                yield from results
+                return
+        for index, reference, degraded in run:
+            yield one(index, reference, degraded)
+
+    run: list[tuple[int, Any, Any]] = []
     for index, pair in enumerate(pairs):
         if scorer is None:
             from deepaq_core.scoring import Scorer
 
             scorer = Scorer(model, device, settings, allow_unverified=allow_unverified)
         reference, degraded = pair
-        try:
-            yield scorer.score(reference, degraded)
-        except Cancelled:
-            raise
-        except DeePAQError as exc:
-            log.debug("pair %d could not be scored: %s", index + 1, exc)
-            yield PairError(index, str(reference), str(degraded), str(exc))
+        # On a GPU, consecutive pairs with the same reference are read ahead (up to the model's
+        # batch size) and embedded together, so the batches are full; on the CPU pairs are read
+        # one at a time, as they come.
+        loaded = scorer.loaded
+        group = scorer._group or (max(1, int(loaded.batch_size)) if loaded.device.type != "cpu" else 1)
+        # (only paths are held here; Scorer.iter_score reads as many as fill a batch at a time)
+        if run and (len(run) >= group or not _same(run[0][1], reference)):
+            yield from run_of(run)
+            run = []
+        run.append((index, reference, degraded))
+        if group <= 1:
+            yield from run_of(run)
+            run = []
+    if run:
+        yield from run_of(run)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """The same reference file (paths compared as text; in-memory buffers only when identical objects)."""
+    if isinstance(a, (str, os.PathLike)) and isinstance(b, (str, os.PathLike)):
+        return os.fspath(a) == os.fspath(b)
+    return a is b
 
 
 def result_metrics(result, model_label: str, settings_text: str) -> dict[str, Any]:

@@ -221,10 +221,12 @@ def _settings(args: argparse.Namespace):
                          channels=args.channels, window_s=args.window, hop_s=args.hop, max_lag_s=None)
 
 
-def _scorer(args: argparse.Namespace):
+def _scorer(args: argparse.Namespace, prefetch=()):
     from deepaq_core.scoring import Scorer
 
-    scorer = Scorer(args.model, args.device, _settings(args), allow_unverified=args.allow_unverified)
+    # prefetch: files read in helper threads while the model (and torch) loads.
+    scorer = Scorer(args.model, args.device, _settings(args), allow_unverified=args.allow_unverified,
+                    prefetch=prefetch)
     _unverified_note(scorer.loaded.bundle)
     return scorer
 
@@ -261,7 +263,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     _check_options(args)
     _check_audio_inputs([args.reference, *args.degraded])
     outputs = check_output_paths({"--frames file": args.frames}, inputs=[args.reference, *args.degraded])
-    scorer = _scorer(args)
+    scorer = _scorer(args, prefetch=[args.reference, *args.degraded[:1]])
     bar = _Bar(args.progress or sys.stderr.isatty())
     try:
         results = scorer.score_many(args.reference, args.degraded, progress=bar)

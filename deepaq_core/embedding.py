@@ -58,6 +58,63 @@ def _is_cancelled(cancel) -> bool:
     return bool(cancel())
 
 
+class _Signal:
+    """Chunking of one mono signal and accumulation of its chunks' embeddings (see :func:`iter_embed`)."""
+
+    def __init__(self, model, wave: np.ndarray, chunk_s: float, context_s: float, heatmap_columns: int,
+                 valid_samples: tuple[int, int] | None) -> None:
+        hop, rf = model.hop_length, model.receptive_field
+        self.hop = hop
+        fr = model.sample_rate / hop
+        self.n = n = int(wave.shape[-1])
+        self.total = total = n // hop
+        if total < 1:
+            raise ValueError("signal shorter than one frame")
+        self.core = core = max(1, min(int(round(chunk_s * fr)), total))
+        # A frame-local front end (no attention, no convolutions across frames) needs no context.
+        self.ctx = ctx = int(round(context_s * fr)) if getattr(model.backbone, "needs_context", True) else 0
+        self.pad_left = max(0, (rf - hop) // 2)
+        self.seg_len = (core + 2 * ctx - 1) * hop + rf
+        self.n_chunks = math.ceil(total / core)
+        start_v, stop_v = valid_samples if valid_samples is not None else (0, n)
+        k = np.arange(total)
+        self.valid = (k * hop >= start_v) & ((k + 1) * hop <= stop_v)
+        self.bf = bin_size(total, heatmap_columns)
+        self.n_bins = math.ceil(total / self.bf)
+        self.frames = np.zeros((total, model.head.dim), dtype=np.float32)
+        self.layer_sum = None
+        self.counts = np.zeros(self.n_bins, dtype=np.float64)
+        self.wave = np.asarray(wave, dtype=np.float32)
+
+    def segment(self, c: int, out: np.ndarray) -> None:
+        """Write chunk ``c`` with its context (zeros beyond the signal) into ``out`` [seg_len] (zeroed)."""
+        s = (c * self.core - self.ctx) * self.hop - self.pad_left
+        lo, hi = max(s, 0), min(s + self.seg_len, self.n)
+        if hi > lo:
+            out[lo - s : hi - s] = self.wave[lo:hi]
+
+    def add(self, c: int, emb, hidden) -> None:
+        """Keep chunk ``c``'s central frames: ``emb`` [T, D] and ``hidden`` [L, T, H] tensors."""
+        ctx, core, total, bf = self.ctx, self.core, self.total, self.bf
+        g0 = c * core
+        m = min(core, total - g0)
+        self.frames[g0 : g0 + m] = emb[ctx : ctx + m].numpy()
+        h = hidden[:, ctx : ctx + m].numpy().astype(np.float64)  # [L, m, H]
+        if self.layer_sum is None:
+            self.layer_sum = np.zeros((h.shape[0], self.n_bins, h.shape[2]), dtype=np.float64)
+        v = self.valid[g0 : g0 + m]
+        if v.any():
+            bins = (np.arange(g0, g0 + m) // bf)[v]  # ascending: contiguous runs per bin
+            used, first_idx = np.unique(bins, return_index=True)
+            self.layer_sum[:, used] += np.add.reduceat(h[:, v], first_idx, axis=1)
+            self.counts[used] += np.diff(np.append(first_idx, bins.size))
+
+    def result(self) -> Embedded:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            bins_mean = (self.layer_sum / self.counts[None, :, None]).astype(np.float32)
+        return Embedded(frames=self.frames, layer_bins=bins_mean, bin_frames=self.bf, valid=self.valid)
+
+
 def iter_embed(
     loaded,
     wave: np.ndarray,
@@ -80,70 +137,57 @@ def iter_embed(
     cancel : callable or Event, optional
         Checked between chunks; raises :class:`~deepaq_core.errors.Cancelled`.
     """
+    embs = yield from iter_embed_many(loaded, [wave], chunk_s=chunk_s, context_s=context_s,
+                                      heatmap_columns=heatmap_columns, valid_samples=[valid_samples], cancel=cancel)
+    return embs[0]
+
+
+def iter_embed_many(
+    loaded,
+    waves: list[np.ndarray],
+    *,
+    chunk_s: float = 10.0,
+    context_s: float = 1.0,
+    heatmap_columns: int = 512,
+    valid_samples: list[tuple[int, int] | None] | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> Generator[float, None, list[Embedded]]:
+    """Embed several mono signals, their chunks batched together; yields the fraction done.
+
+    Chunks of all the signals queue up and run ``loaded.batch_size`` at a time (chunks of equal
+    length together), so a GPU sees full batches even when each signal is a single chunk. Each
+    signal's result is exactly what :func:`iter_embed` gives it alone whenever the model's output
+    for a chunk does not depend on the other chunks of its batch (always with batch size 1).
+    """
     import torch
 
-    model = loaded.model
-    hop, rf = model.hop_length, model.receptive_field
-    fr = model.sample_rate / hop
-    n = int(wave.shape[-1])
-    total = n // hop
-    if total < 1:
-        raise ValueError("signal shorter than one frame")
-    core = max(1, min(int(round(chunk_s * fr)), total))
-    # A frame-local front end (no attention, no convolutions across frames) needs no context.
-    ctx = int(round(context_s * fr)) if getattr(model.backbone, "needs_context", True) else 0
-    pad_left = max(0, (rf - hop) // 2)
-    seg_len = (core + 2 * ctx - 1) * hop + rf
-    n_chunks = math.ceil(total / core)
-
-    start_v, stop_v = valid_samples if valid_samples is not None else (0, n)
-    k = np.arange(total)
-    valid = (k * hop >= start_v) & ((k + 1) * hop <= stop_v)
-    bf = bin_size(total, heatmap_columns)
-    n_bins = math.ceil(total / bf)
-
-    frames = np.zeros((total, model.head.dim), dtype=np.float32)
-    layer_sum = None
-    counts = np.zeros(n_bins, dtype=np.float64)
-    padded = np.asarray(wave, dtype=np.float32)
-
-    batch: list[int] = []
-
-    def flush(chunks: list[int]) -> None:
-        nonlocal layer_sum
-        segs = np.zeros((len(chunks), seg_len), dtype=np.float32)
-        for row, c in enumerate(chunks):
-            s = (c * core - ctx) * hop - pad_left
-            lo, hi = max(s, 0), min(s + seg_len, n)
-            if hi > lo:
-                segs[row, lo - s : hi - s] = padded[lo:hi]
-        emb, hidden = loaded.run(torch.from_numpy(segs))
-        for row, c in enumerate(chunks):
-            g0 = c * core
-            m = min(core, total - g0)
-            frames[g0 : g0 + m] = emb[row, ctx : ctx + m].numpy()
-            h = hidden[:, row, ctx : ctx + m].numpy().astype(np.float64)  # [L, m, H]
-            if layer_sum is None:
-                layer_sum = np.zeros((h.shape[0], n_bins, h.shape[2]), dtype=np.float64)
-            v = valid[g0 : g0 + m]
-            if v.any():
-                bins = (np.arange(g0, g0 + m) // bf)[v]  # ascending: contiguous runs per bin
-                used, first_idx = np.unique(bins, return_index=True)
-                layer_sum[:, used] += np.add.reduceat(h[:, v], first_idx, axis=1)
-                counts[used] += np.diff(np.append(first_idx, bins.size))
-
+    valid_samples = valid_samples or [None] * len(waves)
+    sigs = [_Signal(loaded.model, w, chunk_s, context_s, heatmap_columns, v) for w, v in zip(waves, valid_samples)]
+    work = [(i, c) for i, sig in enumerate(sigs) for c in range(sig.n_chunks)]
     step = max(1, int(getattr(loaded, "batch_size", 1)))
-    for c in range(n_chunks):
+    queued: dict[int, list[tuple[int, int]]] = {}  # by segment length
+
+    def flush(items: list[tuple[int, int]]) -> None:
+        seg_len = sigs[items[0][0]].seg_len
+        segs = np.zeros((len(items), seg_len), dtype=np.float32)
+        for row, (i, c) in enumerate(items):
+            sigs[i].segment(c, segs[row])
+        emb, hidden = loaded.run(torch.from_numpy(segs))
+        for row, (i, c) in enumerate(items):
+            sigs[i].add(c, emb[row], hidden[:, row])
+
+    for k, (i, c) in enumerate(work):
         if _is_cancelled(cancel):
             raise Cancelled("Scoring was cancelled.")
-        batch.append(c)
-        if len(batch) >= step or c == n_chunks - 1:
-            flush(batch)
-            batch = []
-            yield (c + 1) / n_chunks
-    with np.errstate(invalid="ignore", divide="ignore"):
-        bins_mean = (layer_sum / counts[None, :, None]).astype(np.float32)
-    return Embedded(frames=frames, layer_bins=bins_mean, bin_frames=bf, valid=valid)
+        group = queued.setdefault(sigs[i].seg_len, [])
+        group.append((i, c))
+        last = k == len(work) - 1
+        if len(group) >= step or last:
+            for key in ([sigs[i].seg_len] if not last else list(queued)):
+                if queued.get(key):
+                    flush(queued.pop(key))
+            yield (k + 1) / len(work)
+    return [sig.result() for sig in sigs]
 
 
 def embed(loaded, wave: np.ndarray, **kwargs) -> Embedded:

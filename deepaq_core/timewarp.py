@@ -85,22 +85,33 @@ def follow_time(ref: np.ndarray, deg: np.ndarray, band: int, penalty: float) -> 
     offsets = np.arange(width) - band
     # Start anywhere in the band, paying for the departure from the global alignment.
     acc = cost[0].astype(np.float64) + penalty * np.abs(offsets)
-    stay = np.empty(width)
-    skip = np.empty(width)
-    stay[-1] = skip[0] = np.inf
-    row = np.empty(width)
-    for i in range(1, n):
-        # Candidates from row i - 1: acc itself is the diagonal (degraded frame j - 1), stay is
-        # degraded frame j (acc shifted left), skip is frame j - 2 (acc shifted right).
-        np.add(acc[1:], penalty, out=stay[:-1])
-        np.add(acc[:-1], penalty, out=skip[1:])
-        k = (stay < acc).astype(np.int8)
-        np.minimum(acc, stay, out=row)
-        better = skip < row
-        k[better] = _SKIP
-        np.minimum(row, skip, out=row)
-        back[i] = k
-        np.add(row, cost[i], out=acc)
+    # Rows of accumulated cost, padded with inf on both sides, for a block of reference frames
+    # (row 0: the frame before the block). Candidates for degraded frame j come from the previous
+    # row: acc itself is the diagonal (frame j - 1), the stay step is frame j (acc shifted left),
+    # the skip step frame j - 2 (acc shifted right). The sequential loop only takes the cheapest
+    # (4 numpy calls per frame; min(a, b) + p == min(a + p, b + p) exactly, rounding being
+    # monotonic); which step won is worked out afterwards for the whole block at once.
+    block = 512
+    rows = np.full((block + 1, width + 2), np.inf)
+    rows[0, 1:-1] = acc
+    best = np.empty(width)
+    i = 1
+    while i < n:
+        m = min(block, n - i)
+        for j in range(m):
+            prev = rows[j]
+            np.minimum(prev[2:], prev[:-2], out=best)
+            best += penalty
+            np.minimum(best, prev[1:-1], out=best)
+            np.add(best, cost[i + j], out=rows[j + 1, 1:-1])
+        prev = rows[:m]
+        diag, stay, skip = prev[:, 1:-1], prev[:, 2:] + penalty, prev[:, :-2] + penalty
+        k = (stay < diag).astype(np.int8)  # stay and skip win only when strictly cheaper
+        k[skip < np.minimum(diag, stay)] = _SKIP
+        back[i : i + m] = k
+        rows[0] = rows[m]
+        i += m
+    acc = rows[0, 1:-1]
     o = int(np.argmin(acc + penalty * np.abs(offsets)))
     path = np.empty(n, dtype=np.int64)
     dropped = inserted = 0

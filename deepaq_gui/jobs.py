@@ -126,7 +126,8 @@ class ModelHolder:
 
         if self._scorer is None or name != self._name:
             reserve_ui_core()
-            self._scorer = Scorer(name, self.device, allow_unverified=self.allow_unverified)
+            # workers=0: scoring keeps to its one thread, leaving the other core to the UI.
+            self._scorer = Scorer(name, self.device, allow_unverified=self.allow_unverified, workers=0)
             self._name = name
         return self._scorer
 

@@ -21,7 +21,7 @@ _ABSOLUTE_GATE_LUFS = -70.0
 _RELATIVE_GATE_LU = -10.0
 
 
-def integrated_loudness(samples: np.ndarray, sample_rate: int) -> float:
+def integrated_loudness(samples: np.ndarray, sample_rate: int, steps: np.ndarray | None = None) -> float:
     """Measure BS.1770-4 gated integrated loudness.
 
     Parameters
@@ -32,6 +32,9 @@ def integrated_loudness(samples: np.ndarray, sample_rate: int) -> float:
         channels use weight 1.0 for every channel, since the layout is unknown.
     sample_rate : int
         Hz.
+    steps : numpy.ndarray, optional
+        :func:`k_step_energies` of ``samples`` (or of a longer signal they begin), to skip the
+        K-weighting filter.
 
     Returns
     -------
@@ -53,7 +56,7 @@ def integrated_loudness(samples: np.ndarray, sample_rate: int) -> float:
     import pyloudnorm
 
     meter = pyloudnorm.Meter(sample_rate)
-    return _gate(_block_powers(x, sample_rate, meter, _channel_weights(x.shape[0])))
+    return _gate(_block_powers(x, sample_rate, meter, _channel_weights(x.shape[0]), steps))
 
 
 def _k_sos(meter: pyloudnorm.Meter) -> np.ndarray:
@@ -66,24 +69,69 @@ def _k_sos(meter: pyloudnorm.Meter) -> np.ndarray:
     return np.array(rows)
 
 
-def _block_powers(x: np.ndarray, sample_rate: int, meter: pyloudnorm.Meter, weights: np.ndarray) -> np.ndarray:
-    """Channel-weighted mean square of the K-weighted signal in 400 ms blocks, 100 ms apart: [J]."""
+# The K-weighting filter runs over this many 100 ms steps at a time, its state carried from one
+# piece to the next: bit-identical to one pass over the whole signal, and about 3x faster on long
+# signals (the float64 pieces stay in the CPU cache instead of two signal-long float64 arrays).
+_FILTER_STEPS = 200
+
+
+def _step_energies(x: np.ndarray, sample_rate: int, sos: np.ndarray) -> np.ndarray:
+    """Sum of squares of the K-weighted mono signal ``x`` in each whole 100 ms step from its start: [N // step]."""
     import scipy.signal
 
+    step = int(round(_STEP_S * sample_rate))
+    n_steps = x.shape[0] // step
+    out = np.empty(n_steps)
+    zi = np.zeros((sos.shape[0], 2))
+    piece = step * _FILTER_STEPS
+    for first in range(0, n_steps * step, piece):
+        seg = np.asarray(x[first : min(first + piece, n_steps * step)], dtype=np.float64)
+        y, zi = scipy.signal.sosfilt(sos, seg, zi=zi)
+        k = first // step
+        out[k : k + y.shape[0] // step] = np.square(y).reshape(-1, step).sum(axis=1)
+    return out
+
+
+def k_step_energies(samples: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Sums of squares of each K-weighted channel in consecutive 100 ms steps: ``[C, N // step]``.
+
+    What BS.1770 loudness is computed from. A signal's steps also serve any prefix of it (the
+    filter starts from rest at the first sample either way), so a reference measured once can
+    be measured again after trimming its end, as :func:`robust_matching_gain_db` accepts.
+    """
+    import pyloudnorm
+
+    x = np.asarray(samples)
+    if x.ndim == 1:
+        x = x[np.newaxis, :]
+    sos = _k_sos(pyloudnorm.Meter(sample_rate))
+    return np.stack([_step_energies(x[ch], sample_rate, sos) for ch in range(x.shape[0])])
+
+
+def _block_powers(x: np.ndarray, sample_rate: int, meter: pyloudnorm.Meter, weights: np.ndarray,
+                  steps: np.ndarray | None = None) -> np.ndarray:
+    """Channel-weighted mean square of the K-weighted signal in 400 ms blocks, 100 ms apart: [J].
+
+    ``steps``: :func:`k_step_energies` of ``x`` or of a signal ``x`` is a prefix of (computed
+    here when None).
+    """
     block = int(round(_BLOCK_S * sample_rate))
     step = int(round(_STEP_S * sample_rate))
     num_blocks = 1 + (x.shape[1] - block) // step
     # z[i, j]: mean square of K-weighted channel i in 400 ms block j (BS.1770 eq. 1). Blocks
     # overlap by 75 %, so the squares are summed in 100 ms steps first and each block adds four.
     # One sosfilt pass (float64) replaces pyloudnorm's two lfilter passes with the same filters.
-    sos = _k_sos(meter)
-    z = np.empty((x.shape[0], num_blocks))
     per = block // step
+    n_steps = num_blocks + per - 1
+    if steps is None:
+        sos = _k_sos(meter)
+        steps = np.stack([_step_energies(np.asarray(x[ch])[: n_steps * step], sample_rate, sos)
+                          for ch in range(x.shape[0])])
+    if steps.shape[0] != x.shape[0] or steps.shape[1] < n_steps:
+        raise ValueError(f"step energies {steps.shape} do not cover a [{x.shape[0]}, {x.shape[1]}] signal")
+    z = np.empty((x.shape[0], num_blocks))
     for ch in range(x.shape[0]):
-        y = scipy.signal.sosfilt(sos, np.asarray(x[ch], dtype=np.float64))
-        n_steps = num_blocks + per - 1
-        sq = np.square(y[: n_steps * step]).reshape(n_steps, step).sum(axis=1)
-        csum = np.concatenate(([0.0], np.cumsum(sq)))
+        csum = np.concatenate(([0.0], np.cumsum(steps[ch, :n_steps])))
         z[ch] = (csum[per:per + num_blocks] - csum[:num_blocks]) / block
     return weights @ z
 
@@ -201,7 +249,7 @@ _MIN_VOTING_BLOCKS = 3
 
 
 def robust_matching_gain_db(
-    reference: np.ndarray, degraded: np.ndarray, sample_rate: int
+    reference: np.ndarray, degraded: np.ndarray, sample_rate: int, reference_steps: np.ndarray | None = None
 ) -> tuple[float, float, float, str]:
     """Loudness-matching gain that a local burst cannot move: the median block difference.
 
@@ -218,6 +266,9 @@ def robust_matching_gain_db(
         ``[C, N]`` float signals at ``sample_rate`` Hz, time-aligned, same shape.
     sample_rate : int
         Hz.
+    reference_steps : numpy.ndarray, optional
+        :func:`k_step_energies` of the reference or of a longer signal it begins (the
+        reference's K-weighting is then not run again).
 
     Returns
     -------
@@ -239,7 +290,7 @@ def robust_matching_gain_db(
         return gain, ref_lufs, deg_lufs, "integrated"
     meter = pyloudnorm.Meter(sample_rate)
     weights = _channel_weights(ref.shape[0])
-    pr = _block_powers(ref[:, :n], sample_rate, meter, weights)
+    pr = _block_powers(ref[:, :n], sample_rate, meter, weights, reference_steps)
     pd = _block_powers(deg[:, :n], sample_rate, meter, weights)
     ref_lufs, deg_lufs = _gate(pr), _gate(pd)
     if not (np.isfinite(ref_lufs) and np.isfinite(deg_lufs)):

@@ -69,6 +69,7 @@ def prepare_pair(
     lag_ms: float | None = None,
     match_loudness: bool = True,
     max_lag_s: float | None = None,
+    reference_steps: np.ndarray | None = None,
 ) -> PreparedPair:
     """Align, trim and loudness-match a degraded signal to its reference.
 
@@ -88,6 +89,10 @@ def prepare_pair(
     max_lag_s : float or None
         Largest lag searched when estimating, seconds; None searches max(10 s, 25 % of the
         longer signal), bounded by the overlap.
+    reference_steps : numpy.ndarray, optional
+        :func:`~deepaq_core.audio.loudness.k_step_energies` of the whole reference, from an
+        earlier loudness measurement: used (instead of filtering the reference again) when the
+        kept part of the reference starts at its first sample.
 
     Returns
     -------
@@ -154,12 +159,13 @@ def prepare_pair(
     validate_signal(ref_samples, rate, ref_name)
     validate_signal(deg_samples, rate, deg_name)
 
+    steps = reference_steps if ref_start == 0 else None
     if match_loudness:
-        gain_db, ref_lufs, deg_lufs, gain_method = robust_matching_gain_db(ref_samples, deg_samples, rate)
+        gain_db, ref_lufs, deg_lufs, gain_method = robust_matching_gain_db(ref_samples, deg_samples, rate, steps)
         deg_samples = deg_samples * np.float32(10.0 ** (gain_db / 20.0))
     else:
         gain_db, gain_method = 0.0, "off"
-        ref_lufs = integrated_loudness(ref_samples, rate)
+        ref_lufs = integrated_loudness(ref_samples, rate, steps)
         deg_lufs = integrated_loudness(deg_samples, rate)
 
     logger.debug(

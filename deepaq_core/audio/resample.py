@@ -43,6 +43,23 @@ def resample(samples: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
     return np.ascontiguousarray(y.T, dtype=np.float32)
 
 
+def downmix_frames(block: np.ndarray) -> np.ndarray:
+    """Mean over the channels of a frames-major ``[n, C]`` block (C >= 2), float32 ``[n]``.
+
+    Bit-identical to ``block.mean(axis=1, dtype=np.float32)``, about 5x faster for up to 7
+    channels: numpy reduces a short axis row by row (adding a row's values in order, then
+    dividing by C), this adds whole columns in the same order. From 8 channels on numpy sums a
+    row in another order, so its mean is used as it is.
+    """
+    if block.shape[1] >= 8:
+        return block.mean(axis=1, dtype=np.float32)
+    out = np.add(block[:, 0], block[:, 1], dtype=np.float32)
+    for c in range(2, block.shape[1]):
+        out += block[:, c]
+    out /= np.float32(block.shape[1])
+    return out
+
+
 class BlockResampler:
     """Downmix and resample a stream of ``[n, C]`` blocks into one ``[C_out, M]`` array.
 
@@ -88,7 +105,7 @@ class BlockResampler:
         """
         self.frames_in += block.shape[0]
         if self.mono and block.shape[1] > 1:
-            block = block.mean(axis=1, keepdims=True, dtype=np.float32)
+            block = downmix_frames(block)[:, np.newaxis]
         if self._stream is not None:
             block = self._stream.resample_chunk(np.ascontiguousarray(block, dtype=np.float32), last=last)
             if block.ndim == 1:

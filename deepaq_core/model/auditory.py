@@ -92,6 +92,7 @@ class AuditoryBackbone(Backbone):
         self.hidden_size = int(bands["centre_hz"].size)
         self.num_hidden_states = 2
         self.needs_context = False  # frame-local: each frame depends only on its own 42.7 ms window
+        self.cpu_threads = 1  # small ops: 2x slower than two threads on idle cores, 2-5x faster on busy ones
         window = torch.hann_window(cfg.n_fft, dtype=torch.float64)
         # Mean-square per bin (one-sided, Parseval with the window's energy), then the calibration.
         scale = 2.0 / (cfg.n_fft * float(torch.sum(window**2))) * 10.0 ** (cfg.spl_full_scale_db / 10.0)
@@ -108,7 +109,8 @@ class AuditoryBackbone(Backbone):
         with torch.autocast(device_type=wave.device.type, enabled=False):
             spec = torch.stft(wave.float(), cfg.n_fft, cfg.hop_length, window=self.window, center=False,
                               return_complex=True)
-            power = torch.view_as_real(spec).square().sum(-1)  # [B, F, T]
+            sq = torch.view_as_real(spec).square()
+            power = sq[..., 0] + sq[..., 1]  # [B, F, T]; same values as .sum(-1), ~9x faster on the CPU
             energy = torch.matmul(power.transpose(1, 2), self.weights_t)  # [B, T, K]
             excitation = torch.matmul(energy, self.spread_t)
             s, e = 0.5, cfg.exponent  # BS.1387 threshold index s

@@ -33,8 +33,15 @@ class Backbone(torch.nn.Module, abc.ABC):
         transformer layers).
     name : str
         Short identifier used in logs and model cards.
+    cpu_threads : int or None
+        Intra-op threads for a forward pass on the CPU; None uses the process's torch setting.
+        A light front end sets 1: its small operations run about twice as fast on two idle
+        cores, but several times slower on two busy ones (OpenMP threads wait on each other),
+        and one thread leaves a core to the scorer's helper thread, which prepares the next
+        input meanwhile.
     """
 
+    cpu_threads: int | None = None
     sample_rate: int
     hop_length: int
     receptive_field: int

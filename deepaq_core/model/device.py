@@ -74,6 +74,17 @@ class LoadedModel:
         embeddings : Tensor [S, T, D] float32 on the CPU
         hidden : Tensor [L, S, T, H] float32 on the CPU
         """
+        threads = getattr(getattr(self.model, "backbone", None), "cpu_threads", None)
+        before = torch.get_num_threads()
+        if self.device.type != "cpu" or not threads or threads == before:
+            return self._run(segments)
+        torch.set_num_threads(threads)  # the backbone's own choice, for this call only
+        try:
+            return self._run(segments)
+        finally:
+            torch.set_num_threads(before)
+
+    def _run(self, segments: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         outs_e, outs_h = [], []
         i = 0
         while i < segments.shape[0]:

@@ -348,3 +348,21 @@ def test_interrupt_keeps_rows_and_says_how_to_continue(capfd, corpus, tmp_path, 
     monkeypatch.setattr(batch_mod.ResultsFile, "write", real)
     code, _, err = batch(capfd, corpus, "--results-csv", out, "--resume")
     assert code == 0 and "skipped by resume 3" in err and out.read_bytes() == full_csv
+
+
+def test_score_pairs_in_groups_match_pairs_alone_and_name_the_bad_pair(corpus):
+    """The GPU grouping (runs of pairs sharing a reference scored together), run on the CPU."""
+    from deepaq_core.scoring import Scorer
+
+    audio = corpus / "audio"
+    pairs = [(audio / "ref0.wav", audio / "deg00.wav"), (audio / "ref0.wav", audio / "missing.wav"),
+             (audio / "ref0.wav", audio / "deg02.wav"), (audio / "ref0.wav", audio / "deg00.wav")]
+    alone = list(score_pairs(pairs, Scorer(device="cpu", workers=0)))
+    grouped_scorer = Scorer(device="cpu")
+    grouped_scorer._group = 2
+    grouped = list(score_pairs(pairs, grouped_scorer))
+    assert [type(x).__name__ for x in grouped] == ["QualityResult", "PairError", "QualityResult", "QualityResult"]
+    assert grouped[1].index == 1 and "missing.wav" in grouped[1].error
+    for a, b in zip(alone, grouped):
+        if not isinstance(a, PairError):
+            assert b.score == pytest.approx(a.score, abs=1e-4) and b.degraded.path == a.degraded.path

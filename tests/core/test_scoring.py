@@ -90,6 +90,13 @@ def test_reference_embedding_is_computed_once(scorer, signals, monkeypatch):
         return real(loaded, wave, **kw)
 
     monkeypatch.setattr(scoring, "iter_embed", counting)
+    real_many = scoring.iter_embed_many
+
+    def counting_many(loaded, waves, **kw):  # degraded inputs are embedded in groups
+        calls.extend(kw.get("valid_samples") or [None] * len(waves))
+        return real_many(loaded, waves, **kw)
+
+    monkeypatch.setattr(scoring, "iter_embed_many", counting_many)
     scorer.score_many(signals["ref"], [signals["lp"], signals["noisy"], signals["lp8"]])
     scorer.score(signals["ref"], signals["lp"])
     # one reference embedding (valid_samples None) + one per degraded file

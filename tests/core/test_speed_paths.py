@@ -1,0 +1,231 @@
+"""The faster ways of computing things give exactly what the plain ways give."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyloudnorm
+import pytest
+import soundfile as sf
+
+from deepaq_core.audio import AudioBuffer, prepare_pair
+from deepaq_core.audio.loudness import (
+    _block_powers,
+    _channel_weights,
+    _gate,
+    integrated_loudness,
+    k_step_energies,
+    robust_matching_gain_db,
+)
+from deepaq_core.audio.resample import BlockResampler, downmix_frames
+from deepaq_core.errors import AudioError
+from deepaq_core.scoring import Scorer
+from deepaq_core.timewarp import follow_time
+from tests.conftest import music_like
+
+
+@pytest.mark.parametrize("channels", range(2, 9))
+def test_downmix_is_numpys_mean_bit_for_bit(channels):
+    rng = np.random.default_rng(channels)
+    block = (rng.standard_normal((5000, channels)) * rng.uniform(0.1, 3.0, channels)).astype(np.float32)
+    assert np.array_equal(downmix_frames(block), block.mean(axis=1, dtype=np.float32))
+    conv = BlockResampler(48000, 48000, channels, mono=True, expected_frames=5000)
+    conv.push(block, last=True)
+    assert np.array_equal(conv.result()[0], block.mean(axis=1, dtype=np.float32))
+
+
+def _one_pass_block_powers(x, sr):
+    """BS.1770 block powers with one sosfilt pass over each whole channel (the plain way)."""
+    import scipy.signal
+
+    from deepaq_core.audio.loudness import _k_sos
+
+    sos = _k_sos(pyloudnorm.Meter(sr))
+    block, step = int(round(0.4 * sr)), int(round(0.1 * sr))
+    num_blocks = 1 + (x.shape[1] - block) // step
+    per = block // step
+    n_steps = num_blocks + per - 1
+    z = np.empty((x.shape[0], num_blocks))
+    for ch in range(x.shape[0]):
+        y = scipy.signal.sosfilt(sos, x[ch].astype(np.float64))
+        sq = np.square(y[: n_steps * step]).reshape(n_steps, step).sum(axis=1)
+        csum = np.concatenate(([0.0], np.cumsum(sq)))
+        z[ch] = (csum[per : per + num_blocks] - csum[:num_blocks]) / block
+    return _channel_weights(x.shape[0]) @ z
+
+
+@pytest.mark.parametrize("sr,seconds", [(48000, 47.3), (44100, 2.05), (16000, 0.45)])
+def test_piecewise_k_weighting_equals_one_pass(sr, seconds):
+    rng = np.random.default_rng(3)
+    x = (0.1 * rng.standard_normal((2, int(seconds * sr)))).astype(np.float32)
+    ours = _block_powers(x, sr, pyloudnorm.Meter(sr), _channel_weights(2))
+    assert np.array_equal(ours, _one_pass_block_powers(x, sr))
+
+
+def test_reference_steps_serve_a_trimmed_reference():
+    sr = 48000
+    rng = np.random.default_rng(4)
+    ref = (0.1 * rng.standard_normal((1, 20 * sr))).astype(np.float32)
+    deg = (0.5 * ref + 0.01 * rng.standard_normal(ref.shape)).astype(np.float32)
+    steps = k_step_energies(ref, sr)
+    assert integrated_loudness(ref, sr, steps) == integrated_loudness(ref, sr)
+    n = 17 * sr + 1234  # the reference cut at its end, as alignment does for a late degraded copy
+    assert robust_matching_gain_db(ref[:, :n], deg[:, :n], sr, steps) == robust_matching_gain_db(
+        ref[:, :n], deg[:, :n], sr)
+    with pytest.raises(ValueError):  # steps of a shorter signal cannot serve a longer one
+        _block_powers(ref, sr, pyloudnorm.Meter(sr), _channel_weights(1), steps[:, :50])
+    assert np.isfinite(_gate(_block_powers(ref, sr, pyloudnorm.Meter(sr), _channel_weights(1), steps)))
+
+
+@pytest.mark.parametrize("lag", [0, 2400, -2400])
+def test_prepare_pair_with_reference_steps_is_unchanged(lag):
+    sr = 48000
+    ref = music_like(8.0, sr, seed=5)[:, 0][None, :]
+    deg = np.roll(ref, lag, axis=1) * np.float32(0.7)
+    steps = k_step_energies(ref, sr)
+    a = prepare_pair(AudioBuffer(ref, sr), AudioBuffer(deg, sr))
+    b = prepare_pair(AudioBuffer(ref, sr), AudioBuffer(deg, sr), reference_steps=steps)
+    assert a.alignment == b.alignment
+    assert (a.gain_db, a.reference_loudness_lufs, a.degraded_loudness_lufs) == (
+        b.gain_db, b.reference_loudness_lufs, b.degraded_loudness_lufs)
+    assert np.array_equal(a.degraded.samples, b.degraded.samples)
+
+
+def _naive_follow(ref, deg, band, penalty):
+    """The banded DTW written as plainly as possible (loops over cells)."""
+    n = ref.shape[0]
+    width = 2 * band + 1
+    cost = np.full((n, width), np.inf)
+    for i in range(n):
+        for o in range(width):
+            j = i + o - band
+            if 0 <= j < n:
+                cost[i, o] = np.float32(np.sqrt(np.sum((ref[i] - deg[j]) ** 2, dtype=np.float32)))
+    acc = cost[0] + penalty * np.abs(np.arange(width) - band)
+    back = np.zeros((n, width), dtype=int)
+    for i in range(1, n):
+        new = np.empty(width)
+        for o in range(width):
+            best, step = acc[o], 0
+            if o + 1 < width and acc[o + 1] + penalty < best:
+                best, step = acc[o + 1] + penalty, 1
+            if o - 1 >= 0 and acc[o - 1] + penalty < best:
+                best, step = acc[o - 1] + penalty, 2
+            new[o] = best + cost[i, o]
+            back[i, o] = step
+        acc = new
+    o = int(np.argmin(acc + penalty * np.abs(np.arange(width) - band)))
+    path = np.empty(n, dtype=int)
+    for i in range(n - 1, -1, -1):
+        path[i] = i + o - band
+        if i and back[i, o] == 1:
+            o += 1
+        elif i and back[i, o] == 2:
+            o -= 1
+    return np.clip(path, 0, n - 1)
+
+
+@pytest.mark.parametrize("n,band,penalty,levels", [(700, 6, 0.5, 0), (600, 4, 0.0, 3), (40, 3, 1.0, 2)])
+def test_follow_time_equals_a_naive_dtw(n, band, penalty, levels):
+    rng = np.random.default_rng(n)
+    if levels:  # few distinct values: many ties, which must be broken the same way
+        a = rng.integers(0, levels, (n, 3)).astype(np.float32)
+        b = rng.integers(0, levels, (n, 3)).astype(np.float32)
+    else:
+        a = rng.random((n, 5)).astype(np.float32)
+        b = np.roll(a, 2, axis=0) + 0.05 * rng.random((n, 5)).astype(np.float32)
+    assert np.array_equal(follow_time(a, b, band, penalty).path, _naive_follow(a, b, band, penalty))
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("ahead")
+    sr = 48000
+    ref = music_like(6.0, sr, seed=8)[:, 0]
+    lp = np.convolve(ref, np.ones(8) / 8, mode="same").astype(np.float32)
+    paths = {}
+    for name, x in (("ref", ref), ("lp", lp), ("late", np.concatenate([np.zeros(960, np.float32), ref]))):
+        paths[name] = str(folder / f"{name}.wav")
+        sf.write(paths[name], np.stack([x, 0.8 * x], axis=1), sr, subtype="FLOAT")
+    return paths
+
+
+def test_reading_ahead_changes_no_result(files):
+    plain = Scorer(device="cpu", workers=0).score_many(files["ref"], [files["lp"], files["late"]])
+    ahead = Scorer(device="cpu", prefetch=[files["ref"], files["lp"]])
+    assert len(ahead._ahead) == 2  # both reads started before the model loaded
+    fast = ahead.score_many(files["ref"], [files["lp"], files["late"]])
+    assert not ahead._ahead
+    for a, b in zip(plain, fast):
+        assert a.score == b.score and a.distance == b.distance
+        assert a.alignment == b.alignment and a.gain_db == b.gain_db
+        assert np.array_equal(a.frame_distance, b.frame_distance, equal_nan=True)
+
+
+def test_an_unreadable_later_file_fails_cleanly(files, tmp_path):
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEnot audio")
+    scorer = Scorer(device="cpu")
+    with pytest.raises(AudioError):
+        scorer.score_many(files["ref"], [files["lp"], str(bad)])
+    assert not scorer._ahead
+    assert scorer.score(files["ref"], files["lp"]).score > 0  # the scorer still works
+
+
+def test_a_light_front_end_runs_on_one_cpu_thread_and_restores_the_setting():
+    import torch
+
+    from deepaq_core.model.registry import load_model
+
+    loaded = load_model(None, "cpu")
+    assert loaded.model.backbone.cpu_threads == 1
+    seen = []
+    hook = loaded.model.backbone.register_forward_pre_hook(lambda m, a: seen.append(torch.get_num_threads()))
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        loaded.run(torch.zeros(1, 48000))
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        hook.remove()
+        torch.set_num_threads(before)
+
+
+def test_inputs_embedded_together_score_as_alone(files):
+    """The GPU path (several degraded inputs' chunks in one batch), run on the CPU."""
+    plain = Scorer(device="cpu", workers=0)
+    together = Scorer(device="cpu")
+    together._group = 2
+    loaded = together.loaded  # shared with the other scorer (the process caches models)
+    size = loaded.batch_size
+    degs = [files["lp"], files["late"], files["lp"]]
+    a = plain.score_many(files["ref"], degs)
+    try:
+        loaded.batch_size = 4
+        gen = together.iter_score(files["ref"], degs)
+        items = list(gen)
+    finally:
+        loaded.batch_size = size
+    fractions = [i.fraction for i in items if hasattr(i, "fraction")]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    b = [i.result for i in items if hasattr(i, "result")]
+    assert [i.index for i in items if hasattr(i, "result")] == [0, 1, 2]
+    for x, y in zip(a, b):
+        assert y.score == pytest.approx(x.score, abs=1e-4)
+        assert y.alignment == x.alignment
+        np.testing.assert_allclose(y.frame_distance, x.frame_distance, rtol=1e-4, atol=1e-6)
+
+
+def test_group_size_fills_a_batch_and_no_more():
+    scorer = Scorer(device="cpu", workers=0)
+    loaded = scorer.loaded
+    assert scorer._group_size(48000 * 10) == 1  # the CPU: one input at a time
+    device, size = loaded.device, loaded.batch_size
+    try:
+        import torch
+
+        loaded.device, loaded.batch_size = torch.device("meta"), 8  # as on a GPU (nothing runs here)
+        assert scorer._group_size(48000 * 10) == 8  # 10 s: one chunk per signal
+        assert scorer._group_size(48000 * 30) == 2  # three chunks each
+        assert scorer._group_size(48000 * 600) == 1  # 60 chunks: fills batches alone
+    finally:
+        loaded.device, loaded.batch_size = device, size
