@@ -284,3 +284,21 @@ def test_killed_worker_is_retried_without_lost_or_duplicated_rows(cluster, long_
     story = client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.story(*keys))
     runs = {k: sum(1 for t in story if t[0] == k and t[2] == "processing") for k in keys}
     assert max(runs.values()) >= 2, runs
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator setting")
+def test_dask_allocator_setting_is_undone_on_workers_only_when_set():
+    code = "from deepaq_core.batch_engines import keep_freed_memory as k; print(k())"
+    env = subprocess_env()
+    env.pop("MALLOC_MMAP_THRESHOLD_", None)
+    env.pop("MALLOC_TRIM_THRESHOLD_", None)
+    plain = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    env["MALLOC_TRIM_THRESHOLD_"] = "65536"  # what Dask's nanny gives its workers
+    nanny = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    env["MALLOC_MMAP_THRESHOLD_"] = "1048576"  # the user's own choice is kept
+    own = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert plain.stdout.strip() == "False" and own.stdout.strip() == "False"
+    import platform
+
+    if platform.libc_ver()[0] == "glibc":
+        assert nanny.stdout.strip() == "True", nanny.stderr
