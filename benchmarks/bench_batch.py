@@ -15,6 +15,7 @@ Prints markdown tables:
    ``--resume`` after each kill, until it completes; the final file is compared byte for byte with
    an uninterrupted run (the results rows have no timing columns). Half the trials use 2 workers; the
    table also counts worker processes still alive after the driver was killed.
+4. ``overhead``: the engines' own cost per pair, with pairs that fail at once (missing files).
 3. ``cluster``: a local Dask cluster (2 worker processes, 1 thread each) against the plain run on the
    same corpus, in the same session; and the engine's cost per pair at equal compute (1 worker, 1
    torch thread, model loaded) against an in-process Scorer with 1 torch thread.
@@ -349,9 +350,54 @@ def section_cluster(folder: Path, args) -> None:
     print(f"\n(worker torch threads: {sorted(set(threads.values()))}; load average after: {loadavg()})\n")
 
 
+def section_overhead(folder: Path, args) -> None:
+    """The engines' own cost per pair: pairs whose file is missing fail at once on the worker (the
+    model is loaded and the same task, result and row path is taken), so nearly all time is the
+    engine's. Local processes and a 1-worker Dask cluster, against the same pairs in this process."""
+    from distributed import LocalCluster
+
+    from deepaq_core.batch import score_pairs
+    from deepaq_core.batch_engines import DaskEngine, LocalEngine, ScorerSpec
+    from deepaq_core.scoring import Scorer
+
+    n = args.overhead_pairs
+    pairs = [(str(folder / "missing-ref.wav"), str(folder / f"missing{k}.wav")) for k in range(n)]
+    tasks = lambda: ((i, a, b) for i, (a, b) in enumerate(pairs))  # noqa: E731
+    spec = ScorerSpec(device="cpu")
+    res: dict[str, list] = {}
+    scorer = Scorer(device="cpu")
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
+                      silence_logs=40) as cluster:
+        dask_engine = DaskEngine(cluster.scheduler_address, spec)
+        local = LocalEngine(spec, ["cpu"])
+        try:
+            list(dask_engine.run(tasks()))  # warm: the worker loads the model
+            list(local.run(tasks()))
+            for _ in range(args.repeats):
+                for name, run in (("in this process", lambda: list(score_pairs(pairs, scorer))),
+                                  ("local worker process (--workers)", lambda: list(local.run(tasks()))),
+                                  ("Dask, 1 worker", lambda: list(dask_engine.run(tasks())))):
+                    with Meter() as m:
+                        got = run()
+                    assert len(got) == n
+                    res.setdefault(name, []).append(m)
+        finally:
+            dask_engine.close()
+            local.close()
+    print(f"### The engines' own cost per pair ({n} pairs that fail at once: missing files), "
+          f"load average: {loadavg()}\n")
+    rows = []
+    for name, ms in res.items():
+        per = statistics.median(m.wall for m in ms) / n
+        rows.append([name, f"{per * 1000:.2f}", f"{n / statistics.median(m.wall for m in ms):.0f}"])
+    print(table(["where", "ms per pair (median of runs)", "pairs/s ceiling"], rows))
+    print()
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--sections", default="workers,kill,cluster")
+    p.add_argument("--sections", default="workers,kill,cluster,overhead")
+    p.add_argument("--overhead-pairs", type=int, default=300)
     p.add_argument("--pairs", type=int, default=40, help="pairs for the workers and cluster tables (default 40)")
     p.add_argument("--seconds", type=float, default=10.0, help="pair length, seconds (default 10)")
     p.add_argument("--repeats", type=int, default=3)
@@ -367,7 +413,8 @@ def main(argv=None) -> int:
     print(f"- machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}; command: "
           f"`python benchmarks/bench_batch.py {' '.join(sys.argv[1:])}`; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n")
     for s in sections:
-        {"workers": section_workers, "kill": section_kill, "cluster": section_cluster}[s](folder, args)
+        {"workers": section_workers, "kill": section_kill, "cluster": section_cluster,
+         "overhead": section_overhead}[s](folder, args)
     return 0
 
 

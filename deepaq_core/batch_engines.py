@@ -76,7 +76,7 @@ def keep_freed_memory() -> bool:
 
     glibc then hands every array over 128 KiB back to the system when it is freed (the setting
     also switches off glibc's adaptive mmap threshold), so each of the many large arrays of a pair
-    is mapped and zero-filled again: scoring 10 s pairs measured 2.2-2.9x slower. There is no
+    is mapped and zero-filled again: scoring 10 s pairs measured about 2-3x slower. There is no
     library or Dask option for a process that is already running; glibc's own ``mallopt`` restores
     its defaults' behaviour (arrays up to 32 MiB reuse freed memory; up to 64 MiB kept). Returns
     whether it was applied (Linux with glibc, the variable set, and no mmap threshold of the user's).
