@@ -84,7 +84,8 @@ def settings_label(settings) -> str:
 
 
 def score_pairs(pairs: Iterable[Sequence], scorer=None, *, model: str | None = None, device: str = "auto",
-                settings=None, allow_unverified: bool = False) -> Iterator:
+                settings=None, allow_unverified: bool = False, workers: int = 1,
+                devices: Sequence[str] | None = None, cluster: str | None = None, retries: int = 2) -> Iterator:
     """Score (reference, degraded) pairs in order, lazily: one item per pair.
 
     On the CPU pairs are read one at a time. On a GPU up to the model's batch size of consecutive
@@ -97,14 +98,36 @@ def score_pairs(pairs: Iterable[Sequence], scorer=None, *, model: str | None = N
     scorer : Scorer, optional
         Reused if given (its reference-embedding cache helps when pairs share a reference);
         otherwise one is made from ``model``, ``device``, ``settings`` when the first pair is needed.
+        Only for scoring in this process.
+    workers : int
+        More than 1: that many worker processes on this machine, each loading the model once.
+    devices : list of str, optional
+        One worker process per device (e.g. ``["cuda:0", "cuda:1"]``), instead of ``workers``.
+    cluster : str, optional
+        The address of a running Dask scheduler (needs the ``cluster`` extra); its workers score
+        the pairs, so paths must be readable there. ``retries``: extra tries of a failed task.
 
     Yields
     ------
     QualityResult or PairError
         A :class:`PairError` (with the reason as one sentence) for a pair whose files cannot be
-        read or scored; the other pairs are still scored.
+        read or scored; the other pairs are still scored. With workers or a cluster, at most a few
+        pairs per worker are in flight (the input is read as they finish), and results still come
+        in input order.
     """
     from deepaq_core.errors import Cancelled
+
+    if workers > 1 or devices or cluster:
+        if scorer is not None:
+            raise ValueError("a Scorer can only be given for scoring in this process (no workers or cluster)")
+        from deepaq_core.batch_engines import ScorerSpec, iter_scored
+
+        spec = ScorerSpec(model, device, settings, allow_unverified)
+        tasks = ((i, pair[0], pair[1]) for i, pair in enumerate(pairs))
+        for _index, outcome in iter_scored(tasks, spec, workers=workers, devices=devices, cluster=cluster,
+                                           retries=retries, full=True, in_order=True):
+            yield outcome
+        return
 
     def one(index: int, reference, degraded):
         try:
@@ -167,8 +190,9 @@ def result_metrics(result, model_label: str, settings_text: str) -> dict[str, An
         error = " ".join(result.error.split()) or "The pair could not be scored."
         return {"score": "", "distance": "", "offset_ms": "", "gain_db": "", "model": model_label,
                 "settings": settings_text, "flags": "", "error": error}
+    lag_ms = result.offset_ms if hasattr(result, "offset_ms") else result.alignment.lag_ms  # PairScore or result
     return {"score": _fixed(result.score, 4), "distance": _fixed(result.distance, 6),
-            "offset_ms": _fixed(result.alignment.lag_ms, 3), "gain_db": _fixed(result.gain_db, 3),
+            "offset_ms": _fixed(lag_ms, 3), "gain_db": _fixed(result.gain_db, 3),
             "model": model_label, "settings": settings_text, "flags": ",".join(getattr(result, "flags", ())),
             "error": ""}
 

@@ -124,6 +124,18 @@ def build_parser() -> argparse.ArgumentParser:
                       help="continue an existing or unfinished (.partial) results file, skipping the rows it holds")
     keep.add_argument("--overwrite", action="store_true",
                       help="replace an existing results file (atomically, when the run completes)")
+    par = p.add_argument_group("parallel scoring")
+    par.add_argument("--workers", type=int, default=None, metavar="N",
+                     help="score with N worker processes on this machine, each loading the model once (default 1: "
+                          "in this process)")
+    par.add_argument("--devices", metavar="LIST",
+                     help="one worker process per device, e.g. cuda:0,cuda:1 (a name may repeat); 'all': one per "
+                          "CUDA GPU, or --workers CPU processes when there is none")
+    par.add_argument("--cluster", metavar="ADDRESS",
+                     help="score on a running Dask cluster: its scheduler's address (tcp://host:8786) or scheduler "
+                          "file; needs pip install 'deepaq[cluster]' and the same files on every worker")
+    par.add_argument("--retries", type=int, default=2, metavar="N",
+                     help="with --cluster: extra tries of a pair whose task failed (default 2)")
     _add_common(p)
 
     p = sub.add_parser("nmr", help="non-matching reference: compare files with unrelated clean recordings")
@@ -367,7 +379,41 @@ def _batch_outputs(args: argparse.Namespace, batch_input, model: str, settings: 
     return files
 
 
+class _Terminated(BaseException):
+    """Raised in the main thread by SIGTERM during a batch (like KeyboardInterrupt for Ctrl-C)."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise _Terminated
+
+
+def _batch_engine_options(args: argparse.Namespace):
+    """``(devices, workers)`` of --workers/--devices/--cluster, checked; ``([], 1)`` for a plain run."""
+    from deepaq_core.batch_engines import parse_devices
+
+    if args.workers is not None and args.workers < 1:
+        raise OptionError(f"--workers must be 1 or more, not {args.workers}.")
+    if args.retries < 0:
+        raise OptionError(f"--retries must be 0 or more, not {args.retries}.")
+    if args.cluster is not None:
+        if not args.cluster.strip():
+            raise OptionError("--cluster needs the address of a Dask scheduler, e.g. tcp://host:8786.")
+        if args.workers is not None or args.devices:
+            raise OptionError("--workers and --devices start processes on this machine; with --cluster the "
+                              "cluster's workers score the pairs, so give one or the other.")
+        return [], 1
+    if args.devices:
+        if args.device != "auto":
+            raise OptionError("Give --device (one process) or --devices (one process per device), not both.")
+        if args.devices.strip().lower() != "all" and args.workers is not None:
+            raise OptionError("--devices starts one process per listed device; repeat a device to run more "
+                              "(e.g. cuda:0,cuda:0) instead of giving --workers.")
+        return parse_devices(args.devices, args.workers), 1
+    return [], args.workers or 1
+
+
 def cmd_batch(args: argparse.Namespace) -> int:
+    import signal
     import time
 
     from deepaq_core.batch import (
@@ -381,8 +427,11 @@ def cmd_batch(args: argparse.Namespace) -> int:
         settings_label,
         with_occurrence,
     )
+    from deepaq_core.batch_engines import ScorerSpec, WorkerLost, make_engine
 
     settings = _settings(args)
+    devices, workers = _batch_engine_options(args)
+    parallel = bool(devices or args.cluster or workers > 1)
     source = args.batch_input_csv or args.batch_input_jsonl
     batch_input = read_batch_input(check_readable_file(source, error=InputFileError),
                                    "csv" if args.batch_input_csv else "jsonl")
@@ -390,8 +439,13 @@ def cmd_batch(args: argparse.Namespace) -> int:
     settings_text = settings_label(settings)
     from deepaq_core.model.registry import resolve
 
-    model_label = resolve(args.model).info().label  # the card only; weights load after the checks
+    bundle = resolve(args.model)  # the card only; weights load after the checks
+    model_label = bundle.info().label
     files = _batch_outputs(args, batch_input, model_label, settings_text)
+    engine = None
+    if parallel:  # before any file is opened: an unreachable cluster leaves nothing behind
+        spec = ScorerSpec(args.model, args.device, settings, args.allow_unverified)
+        engine = make_engine(spec, workers=workers, devices=devices, cluster=args.cluster, retries=args.retries)
     # Per results file: the key of each input row, and the rows it already holds.
     keys, done = [], []
     try:
@@ -401,6 +455,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
     except BaseException:
         for f in files:
             f.close()
+        if engine is not None:
+            engine.close()
         raise
     skipped = {i for i in range(len(rows)) if files and all(i in d for d in done)}
     todo = [i for i in range(len(rows)) if i not in skipped]
@@ -409,23 +465,54 @@ def cmd_batch(args: argparse.Namespace) -> int:
         sys.stdout.flush()
 
     scorer = None
-    if any(not rows[i].error for i in todo):
-        scorer = _scorer(args)
     progress = _BatchProgress(len(rows), args.progress or sys.stderr.isatty())
-    results = score_pairs(((rows[i].reference, rows[i].degraded) for i in todo if not rows[i].error), scorer)
+    written: set[int] = set()
     scored = failures = 0
     audio_s = 0.0
-    t0 = time.monotonic()
     try:
-        for n, i in enumerate(todo):
+        old_term = signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # not the main thread (an embedding application): its own handlers stay
+        old_term = None
+    try:
+        good = [i for i in todo if not rows[i].error]
+
+        def input_error(i: int):
+            return i, PairError(i, rows[i].reference, rows[i].degraded, rows[i].error)
+
+        def outcomes():
+            """``(row index, outcome)``: in input order, or as workers finish them when every row
+            goes to a results file (which puts them in input order when the run completes)."""
+            nonlocal scorer
+            if engine is not None and good:
+                print(f"deepaq: scoring on {engine.describe}", file=sys.stderr)
+                tasks = ((i, rows[i].reference, rows[i].degraded) for i in good)
+                finished = engine.run(tasks, in_order=not files)
+                if files:
+                    yield from (input_error(i) for i in todo if rows[i].error)
+                    yield from finished
+                    return
+                for i in todo:
+                    yield input_error(i) if rows[i].error else next(finished)
+                return
+            if good:
+                scorer = _scorer(args)
+            results = score_pairs(((rows[i].reference, rows[i].degraded) for i in good), scorer)
+            for i in todo:
+                yield input_error(i) if rows[i].error else (i, next(results))
+
+        t0 = time.monotonic()
+        for i, outcome in outcomes():
+            if i in written:  # an engine that delivered a pair twice: keep the first
+                log.warning("row %d was delivered twice; keeping the first result", i + 1)
+                continue
+            written.add(i)
             row = rows[i]
-            outcome = PairError(i, row.reference, row.degraded, row.error) if row.error else next(results)
             if isinstance(outcome, PairError):
                 failures += 1
                 print(f"deepaq: row {i + 1}: {outcome.error}", file=sys.stderr)
             else:
                 scored += 1
-                audio_s += outcome.degraded.duration_s
+                audio_s += outcome.duration_s if hasattr(outcome, "duration_s") else outcome.degraded.duration_s
             metrics = result_metrics(outcome, model_label, settings_text)
             if not files:
                 sys.stdout.write(format_row("csv", row, batch_input.columns, metrics)[1])
@@ -434,16 +521,29 @@ def cmd_batch(args: argparse.Namespace) -> int:
                 if i not in d:
                     _, line = format_row(f.kind, row, batch_input.columns, metrics)
                     f.write(i, k[i], line, bool(metrics["error"]))
-            progress(len(skipped) + n + 1, n + 1, os.path.basename(row.degraded or ""))
+            progress(len(skipped) + len(written), len(written), os.path.basename(row.degraded or ""))
     except BaseException as exc:
         progress.close()
         for f in files:
             f.close()
-        if isinstance(exc, KeyboardInterrupt) and files:
-            kept = ", ".join(f"'{os.path.basename(f.work)}'" for f in files)
-            print(f"deepaq: the rows scored so far are in {kept}; continue with --resume.", file=sys.stderr)
+        if engine is not None:
+            engine.close(kill=True)
+        kept = ", ".join(f"'{os.path.basename(f.work)}'" for f in files)
+        if isinstance(exc, (KeyboardInterrupt, _Terminated)):
+            what, code = ("terminated", 143) if isinstance(exc, _Terminated) else ("interrupted", 130)
+            where = (f"the rows scored so far are in {kept}; continue with --resume." if files else
+                     "rows already printed are all there is (--results-csv or --results-jsonl keeps them on disk).")
+            print(f"deepaq: {what}; {where}", file=sys.stderr)
+            return code
+        if isinstance(exc, WorkerLost) and files:
+            raise WorkerLost(f"{exc}; the rows scored so far are in {kept}; continue with --resume.") from None
         raise
+    finally:
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
     progress.close()
+    if engine is not None:
+        engine.close()
     for f in files:
         f.finish()
     elapsed = time.monotonic() - t0
@@ -452,6 +552,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
           f"({rate}).", file=sys.stderr)
     if scorer is not None:
         _status_note(scorer.info)
+    elif engine is not None and scored:
+        _status_note(bundle.info())
     if failures:
         print(f"deepaq: error: {failures} of {len(rows)} pairs could not be scored (see the 'error' column).",
               file=sys.stderr)

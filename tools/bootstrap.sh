@@ -31,5 +31,5 @@ PY="${PYTHON:-python3}"
 # A pinned torch first: where a local CPU build of this version is offered it is taken as is,
 # instead of an unpinned resolve pulling a multi-GB CUDA build.
 .venv/bin/python -m pip install -q "torch==2.13.0"
-.venv/bin/python -m pip install -q -e ".[gui,test,eval]"
+.venv/bin/python -m pip install -q -e ".[gui,test,eval,cluster]"
 echo "bootstrap: ready (.venv)" >&2
