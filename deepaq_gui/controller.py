@@ -93,6 +93,7 @@ class AppController(QtCore.QObject):
         self._loads_pending: dict[int, tuple[Worker, list[str]]] = {}  # seq -> (worker, paths)
         self._loads_ready: dict[int, object] = {}
         self._audio_token: tuple | None = None  # the audio views' newest request
+        self.prepared: PreparedAudio | None = None  # the newest prepared audio the views show
         self._playback_warned = False
         #: set by the window: write a view or the window as an image (kind, path) for export
         self.render: Callable[[str, str], None] | None = None
@@ -416,6 +417,7 @@ class AppController(QtCore.QObject):
         s = self.session
         if s.reference is None:
             self.engine.set_tracks([], 48000)  # an empty sequence unloads everything
+            self.prepared = None
             self.audioCleared.emit()
             return
         snap = s.snapshot()
@@ -432,6 +434,7 @@ class AppController(QtCore.QObject):
             return  # superseded by a newer request
         if prepared.generation == self.session.generation:
             self.session.keep_aligned(prepared.aligned)
+        self.prepared = prepared
         self.engine.set_tracks(list(prepared.tracks), prepared.rate)
         if not self.engine.available:
             self.warn_playback_off()  # e.g. the device refused this sample rate

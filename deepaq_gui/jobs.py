@@ -18,6 +18,10 @@ from deepaq_core.scoring import Partial, Progress, ScoreSettings
 from deepaq_gui.session import Session, Snapshot, Track, playback_tracks
 
 
+#: How many worst moments the left panel lists for the shown version.
+WORST_MOMENTS = 5
+
+
 def worker_threads() -> int:
     """Threads the app's background work may keep busy: every core but one (at least 1).
 
@@ -178,6 +182,7 @@ class PreparedAudio:
     difference: Any = None  # (difference spectrogram, colour limit dB) or None
     aligned: Any = None  # the playback cache entries used (Session.keep_aligned)
     generation: int = -1  # the snapshot's session generation
+    worst: tuple = ()  # WorstMoment of the shown version (deepaq_core.audio.display.worst_moments)
 
 
 def prepare_audio_job(snap: Snapshot, version: int, token: tuple, spectrograms: bool = True):
@@ -185,7 +190,8 @@ def prepare_audio_job(snap: Snapshot, version: int, token: tuple, spectrograms: 
 
     def job(cancel: threading.Event) -> PreparedAudio:
         from deepaq_core.audio import AudioBuffer
-        from deepaq_core.audio.display import DISPLAY_ROWS, compute_envelope, compute_spectrogram, difference_with_limit
+        from deepaq_core.audio.display import (DISPLAY_ROWS, compute_envelope, compute_spectrogram, difference_with_limit,
+                                               worst_moments)
 
         tracks, used = playback_tracks(snap)
         sr = snap.playback_rate
@@ -199,7 +205,9 @@ def prepare_audio_job(snap: Snapshot, version: int, token: tuple, spectrograms: 
             ref_spec = compute_spectrogram(ref_mono, sr, max_rows=DISPLAY_ROWS, workers=worker_threads())
             deg_spec = compute_spectrogram(deg_mono, sr, max_rows=DISPLAY_ROWS, workers=worker_threads())
             diff = difference_with_limit(ref_spec, deg_spec)
+        result = snap.results.get(v)
+        worst = tuple(worst_moments(result.curve, WORST_MOMENTS, ref_spec, deg_spec)) if result is not None else ()
         return PreparedAudio(token, tuple(tracks), sr, v, ref_env, deg_env, ref_spec, deg_spec, diff,
-                             MappingProxyType(used), snap.generation)
+                             MappingProxyType(used), snap.generation, worst)
 
     return job

@@ -17,13 +17,14 @@ from deepaq_gui.controller import AppController
 from deepaq_gui.jobs import PreparedAudio, freeze_startup_objects, preload_modules
 from deepaq_gui.views import export
 from deepaq_gui.views.heatmap import LayerHeatmapView
-from deepaq_gui.views.live_score import LiveScoreLabel
 from deepaq_gui.views.matrix import TimeMatrixView
 from deepaq_gui.views.quality_curve import QualityCurveView
 from deepaq_gui.views.score_table import ScoreTableView
 from deepaq_gui.views.spectrogram import SpectrogramView
 from deepaq_gui.views.waveform import WaveformView
-from deepaq_gui.widgets import FilesPanel, MessageBar, key_to_track
+from deepaq_gui.left_panel import LeftPanel
+from deepaq_gui.views.base import score_text
+from deepaq_gui.widgets import MessageBar, key_to_track
 
 log = logging.getLogger(__name__)
 
@@ -92,43 +93,32 @@ class MainWindow(QtWidgets.QMainWindow):
     def _build(self) -> None:
         ctl = self.ctl
         self.messages = MessageBar()
-        self.files = FilesPanel()
+        self.left = left = LeftPanel()
+        self.banner, self.live, self.files, self.worst, self.transport = (left.banner, left.live, left.files,
+                                                                          left.worst, left.transport)
         self.files.trackSelected.connect(ctl.select_track)
         self.files.removeRequested.connect(ctl.remove_version)
-        self.live = LiveScoreLabel()
-        left = QtWidgets.QWidget()
-        ll = QtWidgets.QVBoxLayout(left)
-        ll.setContentsMargins(0, 0, 0, 0)
-        ll.addWidget(self.live)
-        ll.addWidget(self.files, 1)
-        self.transport = QtWidgets.QLabel()
-        ll.addWidget(self.transport)
+        self.worst.momentRequested.connect(ctl.set_loop)  # seeks to its start and loops it
 
-        self.waveform = WaveformView()
-        self.spectrogram = SpectrogramView()
-        self.curve = QualityCurveView()
-        self.heatmap = LayerHeatmapView()
+        self.waveform, self.spectrogram = WaveformView(), SpectrogramView()
+        self.curve, self.heatmap, self.matrix = QualityCurveView(), LayerHeatmapView(), TimeMatrixView()
         self.time_views = [self.waveform, self.spectrogram, self.curve, self.heatmap]
-        master = self.curve.plot_item()
-        for v in self.time_views:
+        for v in (*self.time_views, self.matrix):
             v.seekRequested.connect(ctl.seek)
             v.loopRequested.connect(ctl.set_loop)
-            if v is not self.curve:
-                v.plot_item().setXLink(master)
+            if v not in (self.curve, self.matrix):
+                v.plot_item().setXLink(self.curve.plot_item())
         self.table = ScoreTableView()
         self.table.rowSelected.connect(lambda i: ctl.select_track(i + 1))
-        self.matrix = TimeMatrixView()
-        self.matrix.seekRequested.connect(ctl.seek)
-        self.matrix.loopRequested.connect(ctl.set_loop)
-        tabs = QtWidgets.QTabWidget()
+        self.tabs = tabs = QtWidgets.QTabWidget()
         tabs.addTab(self.table, "Scores")
         tabs.addTab(self.matrix, "Reference x degraded time")
-        self.tabs = tabs
 
         right = QtWidgets.QSplitter(QtCore.Qt.Vertical)
         for w in (self.waveform, self.spectrogram, self.curve, self.heatmap, tabs):
             right.addWidget(w)
-        right.setSizes([150, 220, 200, 130, 160])
+        # the scores tab is as tall as nine rows need (ScoreTableView.minimumSizeHint); the views share the rest
+        right.setSizes([140, 220, 180, 120, 240])
         split = QtWidgets.QSplitter(QtCore.Qt.Horizontal)
         split.addWidget(left)
         split.addWidget(right)
@@ -248,6 +238,7 @@ class MainWindow(QtWidgets.QMainWindow):
         def spectrograms() -> None:
             if not ctl.audio_current(prepared):
                 return
+            self.spectrogram.set_version_label(f"V{prepared.version + 1}" if prepared.version >= 0 else "V")
             if prepared.deg_spectrogram is not None:
                 self.spectrogram.set_spectrograms(prepared.ref_spectrogram, prepared.deg_spectrogram,
                                                   difference=prepared.difference)
@@ -256,6 +247,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
         ctl.stage("waveform", waveforms)
         ctl.stage("spectrogram", spectrograms)
+        ctl.stage("worst", self._update_worst)
 
     def eventFilter(self, obj, event) -> bool:  # noqa: N802 - Qt API
         if event.type() == QtCore.QEvent.KeyPress and self.isActiveWindow() and not event.modifiers() & (
@@ -310,7 +302,8 @@ class MainWindow(QtWidgets.QMainWindow):
             self.live.set_score(None, f"{i + 1}: {s.versions[i].name if i < len(s.versions) else ''} (scoring…)")
             return
         value = self.curve.score_at(i, t)
-        self.live.set_score(value, f"{i + 1}: {s.versions[i].name} · {r.model.label} · 0-100, 100 = transparent")
+        self.live.set_score(value, f"{i + 1}: {s.versions[i].name} · at {t:.1f} s (overall {score_text(r.score)}) · "
+                                   f"{r.model.label} · 0-100, 100 = transparent")
 
     # -- refresh ------------------------------------------------------------------------------
     def _refresh(self, staged: bool = False) -> None:
@@ -324,8 +317,10 @@ class MainWindow(QtWidgets.QMainWindow):
         hidden = ctl.hidden()
         self.files.setEnabled(not hidden)
         self.files.populate(s, -1 if hidden else ctl.current, show_scores=not hidden)
+        self.banner.set_models([r.model for r in s.results.values()])
         for key, update in (("curve", self._update_curve), ("table", self._update_table),
-                            ("heatmap", self._update_heatmap), ("matrix", self._update_matrix)):
+                            ("heatmap", self._update_heatmap), ("matrix", self._update_matrix),
+                            ("worst", self._update_worst)):
             if staged and not hidden:
                 ctl.stage(key, update)
             else:
@@ -345,10 +340,17 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _update_heatmap(self) -> None:
         shown = self.ctl.shown_results().get(self.ctl.shown_version)
+        self.heatmap.set_version_label(f"V{self.ctl.shown_version + 1}")
         if shown is not None:
             self.heatmap.set_result(shown)
         else:
             self.heatmap.clear()
+
+    def _update_worst(self) -> None:
+        """The shown version's worst moments (from the newest prepared audio), none during a blind test."""
+        prepared, v = self.ctl.prepared, self.ctl.shown_version
+        current = prepared is not None and prepared.version == v and not self.ctl.hidden()
+        self.left.set_worst(prepared.worst if current else (), f"V{v + 1}" if current else "")
 
     def _update_matrix(self) -> None:
         self.matrix.set_result(self.ctl.shown_results().get(self.ctl.shown_version))

@@ -60,10 +60,14 @@ class Track:
         return os.path.basename(self.path)
 
 
-def result_key(reference: Track, version: Track, model: str | None, settings: ScoreSettings) -> tuple:
+def settings_key(settings: ScoreSettings) -> tuple:
+    return tuple(sorted(dataclasses.asdict(settings).items()))
+
+
+def result_key(reference: Track, version: Track, model: str | None, settings: ScoreSettings | tuple) -> tuple:
     """What a result depends on: both files' contents, the model and the scoring settings."""
-    return (reference.info.sha256, version.info.sha256, model,
-            tuple(sorted(dataclasses.asdict(settings).items())))
+    skey = settings if isinstance(settings, tuple) else settings_key(settings)
+    return (reference.info.sha256, version.info.sha256, model, skey)
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,15 @@ class Session:
         # the UI thread only (keep_aligned); workers read a snapshot of it.
         self._aligned: dict[tuple, np.ndarray] = {}
         self._listeners: list[Callable[[str], None]] = []
+
+    @property
+    def settings(self) -> ScoreSettings:
+        return self._settings
+
+    @settings.setter
+    def settings(self, settings: ScoreSettings) -> None:
+        self._settings = settings
+        self._settings_key = settings_key(settings)  # result keys are looked up 30 times a second
 
     # -- listeners --------------------------------------------------------------------------
     def subscribe(self, listener: Callable[[str], None]) -> None:
@@ -161,7 +174,7 @@ class Session:
         """The cache key of version ``index`` now (None without a reference)."""
         if self.reference is None or not 0 <= index < len(self.versions):
             return None
-        return result_key(self.reference, self.versions[index], self.model_name, self.settings)
+        return result_key(self.reference, self.versions[index], self.model_name, self._settings_key)
 
     @property
     def results(self) -> dict[int, QualityResult]:

@@ -338,3 +338,94 @@ def compute_envelope(buffer: AudioBuffer) -> WaveformEnvelope:
         arr.flags.writeable = False
     return WaveformEnvelope(samples=samples, sample_rate=int(buffer.sample_rate), blocks=tuple(blocks),
                             minima=tuple(minima), maxima=tuple(maxima))
+
+
+# ----- worst moments ------------------------------------------------------------------------------
+#: Octave bands (ISO 266 centres, Hz) in which a worst moment's largest spectral change is named.
+OCTAVE_CENTRES_HZ = (31.5, 63.0, 125.0, 250.0, 500.0, 1000.0, 2000.0, 4000.0, 8000.0, 16000.0)
+#: Bands quieter than this (dB) below the loudest band of the moment, in both signals, are ignored:
+#: a change in inaudible near-silence (an empty top octave) is not what makes a moment bad.
+BAND_RELEVANCE_DB = 60.0
+
+
+@dataclass(frozen=True)
+class WorstMoment:
+    """One of the lowest-scoring windows of a version, and the octave band that changed most in it.
+
+    ``band_change_db`` is the degraded signal's energy in that band minus the reference's (over
+    the window's time span): negative when content was removed (a low-pass, a dropout), positive
+    when something was added (noise, distortion). NaN band fields: no spectrograms were given.
+    """
+
+    start_s: float
+    end_s: float
+    score: float
+    band_lo_hz: float = math.nan
+    band_hi_hz: float = math.nan
+    band_change_db: float = math.nan
+
+    @property
+    def band_label(self) -> str:
+        """E.g. "4 kHz octave, −23 dB" ("–" when unknown)."""
+        if not math.isfinite(self.band_change_db):
+            return "–"
+        centre = math.sqrt(self.band_lo_hz * self.band_hi_hz)
+        where = f"{centre / 1000:g} kHz" if centre >= 1000 else f"{round(centre, 1):g} Hz"
+        sign = "+" if self.band_change_db >= 0 else "−"
+        return f"{where} octave, {sign}{abs(self.band_change_db):.0f} dB"
+
+
+def band_changes(reference: Spectrogram, degraded: Spectrogram, start_s: float,
+                 end_s: float) -> list[tuple[float, float, float]]:
+    """Per octave band: ``(lo_hz, hi_hz, degraded minus reference energy in dB)`` over ``[start_s, end_s)``.
+
+    Both spectrograms must share a grid (as :func:`compute_spectrogram` gives for two signals of
+    the same length, e.g. the app's aligned playback tracks). Only bands that hold something
+    within :data:`BAND_RELEVANCE_DB` of the loudest band, in either signal, are listed.
+    """
+    t, f, ref_db = reference
+    deg_db = degraded[2]
+    cols = (t >= start_s) & (t < end_s)
+    if not cols.any() or ref_db.shape != deg_db.shape:
+        return []
+    ref_p = 10.0 ** (ref_db[:, cols].astype(np.float64) / 10.0)
+    deg_p = 10.0 ** (deg_db[:, cols].astype(np.float64) / 10.0)
+    bands = []
+    for centre in OCTAVE_CENTRES_HZ:
+        lo, hi = centre / math.sqrt(2.0), centre * math.sqrt(2.0)
+        rows = (f >= lo) & (f < hi)
+        if rows.any():
+            bands.append((lo, hi, float(ref_p[rows].mean()), float(deg_p[rows].mean())))
+    if not bands:
+        return []
+    loudest = max(max(r, d) for _lo, _hi, r, d in bands)
+    floor = loudest * 10.0 ** (-BAND_RELEVANCE_DB / 10.0)
+    tiny = 1e-30
+    return [(lo, hi, 10.0 * math.log10((d + tiny) / (r + tiny))) for lo, hi, r, d in bands if max(r, d) >= floor]
+
+
+def worst_moments(curve, n: int = 5, reference: Spectrogram | None = None,
+                  degraded: Spectrogram | None = None) -> list[WorstMoment]:
+    """The ``n`` lowest-scoring non-overlapping windows of ``curve``, worst first, with their band.
+
+    Parameters
+    ----------
+    curve : deepaq_core.results.QualityCurve
+        A result's curve (``start_s``, ``end_s``, ``score`` and ``worst(n)``).
+    n : int
+        How many moments at most (fewer when windows overlap).
+    reference, degraded : Spectrogram, optional
+        The two signals' spectrograms on one grid (reference timeline); without them the band
+        fields are NaN.
+    """
+    out = []
+    for k in curve.worst(n):
+        start, end, score = float(curve.start_s[k]), float(curve.end_s[k]), float(curve.score[k])
+        moment = WorstMoment(start, end, score)
+        if reference is not None and degraded is not None:
+            changes = band_changes(reference, degraded, start, end)
+            if changes:
+                lo, hi, change = max(changes, key=lambda b: abs(b[2]))
+                moment = WorstMoment(start, end, score, lo, hi, change)
+        out.append(moment)
+    return out

@@ -19,7 +19,7 @@ from deepaq_core.audio.display import (  # noqa: F401  (the DSP lives in core; r
     DISPLAY_ROWS, FLOOR_DB, Spectrogram, compute_spectrogram, difference_spectrogram, difference_with_limit,
 )
 
-from .base import TimeView, make_time_plot, show_whole_time
+from .base import COLOR_BAR_WIDTH, TimeView, make_time_plot, reserve_right_column, show_whole_time, time_graphics
 
 DEFAULT_RANGE_DB = 100.0  # shared colour scale spans this much below the louder spectrogram's peak
 LEVEL_CMAP = "inferno"
@@ -47,7 +47,7 @@ class SpectrogramView(TimeView):
 
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
-        self._graphics = pg.GraphicsLayoutWidget()
+        self._graphics = time_graphics()
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self._graphics)
@@ -73,13 +73,13 @@ class SpectrogramView(TimeView):
             self._add_time_plot(plot)
 
         self._level_bar = pg.ColorBarItem(values=(FLOOR_DB, 0.0), colorMap=pg.colormap.get(LEVEL_CMAP),
-                                          label="Level (dB FS)", interactive=False)
+                                          label="Level (dB FS)", interactive=False, width=COLOR_BAR_WIDTH)
         self._level_bar.setImageItem(self._images[:2])
-        self._graphics.addItem(self._level_bar, row=0, col=1, rowspan=2)
+        reserve_right_column(self._graphics, self._level_bar, row=0, rowspan=2)
         self._diff_bar = pg.ColorBarItem(values=(-20.0, 20.0), colorMap=pg.colormap.get(DIFF_CMAP),
-                                         label="V − R (dB)", interactive=False)
+                                         label="V − R (dB)", interactive=False, width=COLOR_BAR_WIDTH)
         self._diff_bar.setImageItem(self._images[2])
-        self._graphics.addItem(self._diff_bar, row=2, col=1)
+        reserve_right_column(self._graphics, self._diff_bar, row=2)
         self._t_end: float | None = None
 
     # ----- interface -------------------------------------------------------------------------
@@ -167,6 +167,13 @@ class SpectrogramView(TimeView):
         list of pyqtgraph.ImageItem
         """
         return list(self._images)
+
+    def set_version_label(self, label: str) -> None:
+        """Name the version shown (e.g. "V2") on the degraded and difference rows and the difference bar."""
+        label = label or "V"
+        for plot, text in zip(self._time_plots[1:], (label, f"{label} − R")):
+            plot.setLabel("left", text)
+        self._diff_bar.getAxis("left").setLabel(f"{label} − R (dB)")
 
     def clear(self) -> None:
         """Remove all three images."""

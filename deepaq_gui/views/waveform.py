@@ -25,7 +25,8 @@ from deepaq_core.audio.display import (  # noqa: F401  (the DSP lives in core; r
     BASE_BLOCK, COARSEST_BLOCKS, LEVEL_FACTOR, WaveformEnvelope, compute_envelope,
 )
 
-from .base import REFERENCE_COLOR, TimeView, make_time_plot, show_whole_time, version_color
+from .base import (REFERENCE_COLOR, TimeView, make_time_plot, reserve_right_column, show_whole_time, time_graphics,
+                   version_color)
 
 
 class WaveformView(TimeView):
@@ -57,7 +58,7 @@ class WaveformView(TimeView):
 
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
-        self._graphics = pg.GraphicsLayoutWidget()
+        self._graphics = time_graphics()
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self._graphics)
@@ -87,6 +88,7 @@ class WaveformView(TimeView):
             vb = plot.getViewBox()
             vb.sigXRangeChanged.connect(lambda *_a, r=row: self._refresh(r))
             vb.sigResized.connect(lambda *_a, r=row: self._refresh(r))
+        reserve_right_column(self._graphics, rowspan=2)  # no colour bar: the same margin as the others
         self._set_labels(("Reference", "Version"))
 
     # ----- interface -------------------------------------------------------------------------

@@ -81,3 +81,32 @@ def test_waveform_envelope_pyramid_is_exact():
     x, y = env.points(0, stereo.num_samples, 200)
     assert y.min() == stereo.samples.min() and y.max() == stereo.samples.max()
     assert len(x) == len(y) and len(x) < 2000
+
+
+# ----- worst moments ------------------------------------------------------------------------------
+def test_worst_moments_name_the_band_that_changed_most():
+    from deepaq_core.audio.display import worst_moments
+    from deepaq_core.results import QualityCurve
+
+    rng = np.random.default_rng(4)
+    seconds = 8
+    ref = rng.standard_normal(SR * seconds).astype(np.float32) * 0.1  # broadband
+    deg = ref.copy()
+    # 4-6 s: the 2.8-5.7 kHz octave (around 4 kHz) is removed; elsewhere identical
+    import scipy.signal
+
+    sos = scipy.signal.butter(6, [2900, 5500], "bandstop", fs=SR, output="sos")
+    deg[4 * SR:6 * SR] = scipy.signal.sosfilt(sos, ref[4 * SR:6 * SR])
+    spec_r = compute_spectrogram(ref, SR, max_rows=256)
+    spec_d = compute_spectrogram(deg, SR, max_rows=256)
+    starts = np.arange(0.0, 7.0, 1.0)
+    curve = QualityCurve(start_s=starts, end_s=starts + 1.0, distance=np.zeros(7),
+                         score=np.array([90, 91, 92, 93, 40, 45, 95], dtype=float))
+    moments = worst_moments(curve, 3, spec_r, spec_d)
+    assert [(m.start_s, m.score) for m in moments] == [(4.0, 40.0), (5.0, 45.0), (0.0, 90.0)]
+    assert moments[0].band_lo_hz < 4000 < moments[0].band_hi_hz and moments[0].band_change_db < -10
+    assert moments[0].band_label.startswith("4 kHz octave, −")
+    assert abs(moments[2].band_change_db) < 1  # nothing changed there: the largest change is small
+    # without spectrograms: times and scores only
+    bare = worst_moments(curve, 2)
+    assert [m.start_s for m in bare] == [4.0, 5.0] and bare[0].band_label == "–"

@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 import pytest
-from PySide6 import QtCore, QtGui
+from PySide6 import QtCore, QtGui, QtWidgets
 
 from deepaq_gui.main_window import MainWindow
 
@@ -603,3 +603,96 @@ def test_the_progress_bar_returns_to_scoring_when_another_job_ends(qtbot, window
         assert window.ctl.score_worker.cancel_event.is_set()
     finally:
         gate.set()
+
+
+def _window_x(view, plot, t: float) -> float:
+    """The window x coordinate (pixels) where time ``t`` falls in ``plot`` of ``view``."""
+    from PySide6 import QtWidgets
+
+    scene = plot.getViewBox().mapViewToScene(QtCore.QPointF(t, 0.0))
+    gv = view.findChild(QtWidgets.QGraphicsView) if not isinstance(view, QtWidgets.QGraphicsView) else view
+    local = gv.mapFromScene(scene)
+    return gv.viewport().mapTo(gv.window(), local).x()
+
+
+def test_time_views_align_to_the_pixel_and_the_matrix_frames_its_data(qtbot, window, signals):
+    _open_and_wait(qtbot, window, [signals["ref"], signals["lp"], signals["noisy"]])
+    window.resize(1400, 900)
+    window.tabs.setCurrentWidget(window.matrix)
+    qtbot.wait(200)  # layouts settle
+    window.curve.plot_item().setXRange(0.0, 6.0, padding=0)
+    qtbot.wait(50)
+    plots = [(v, p) for v in window.time_views for p in v.plot_items()]
+    assert len(plots) == 2 + 3 + 1 + 1  # waveform (2), spectrogram (3), curve, heatmap
+    for t in (0.5, 3.0, 5.5):
+        xs = [_window_x(v, p, t) for v, p in plots]
+        assert max(xs) - min(xs) <= 1, (t, xs)
+        # the matrix's x axis (aligned degraded time) falls on the same columns, within the tab's frame
+        assert abs(_window_x(window.matrix, window.matrix.plot_item(), t) - xs[0]) <= 4
+    # colour bars sit right of the shared plot width: every view box ends at the same x
+    rights = [v.findChild(QtWidgets.QGraphicsView).mapTo(window, QtCore.QPoint(0, 0)).x()
+              + p.getViewBox().sceneBoundingRect().right() for v, p in plots]
+    assert max(rights) - min(rights) <= 1
+    # the time matrix is framed on the pair: x = degraded time, y = reference time
+    tm = window.ctl.session.results[window.ctl.shown_version].time_matrix
+    (x0, x1), (y0, y1) = window.matrix.plot_item().getViewBox().viewRange()
+    assert x0 == pytest.approx(tm.x[0], abs=0.05) and x1 == pytest.approx(tm.x[-1] + (tm.x[1] - tm.x[0]), abs=0.05)
+    assert y0 == pytest.approx(tm.y[0], abs=0.05) and y1 == pytest.approx(tm.y[-1] + (tm.y[1] - tm.y[0]), abs=0.05)
+    # the version the heatmap and the lower spectrograms show is named on them
+    assert window.heatmap.plot_item().getAxis("left").labelText.startswith("V1")
+    assert window.spectrogram.plot_items()[1].getAxis("left").labelText == "V1"
+
+
+def test_left_panel_worst_moments_loop_banner_and_live_score_agree_with_the_table(qtbot, window, signals):
+    import dataclasses
+
+    _open_and_wait(qtbot, window, [signals["ref"], signals["lp"], signals["noisy"]])
+    window.ctl.select_track(1)
+    qtbot.waitUntil(window.ctl.is_idle, timeout=TIMEOUT_MS)
+    r = window.ctl.session.results[0]
+    moments = window.worst.moments()
+    assert moments and [(m.start_s, m.end_s) for m in moments] == [
+        (float(r.curve.start_s[k]), float(r.curve.end_s[k])) for k in r.curve.worst(5)]
+    assert window.worst.topLevelItemCount() == len(moments)
+    # the 3 kHz low-pass removed content: the band that changed most lost energy, above 2 kHz
+    assert moments[0].band_change_db < -6 and moments[0].band_lo_hz > 2000
+    assert "V1" in window.left.worst_title.text()
+    # a click seeks to the moment and loops it
+    item = window.worst.topLevelItem(0)
+    window.worst.itemClicked.emit(item, 0)
+    assert window.ctl.loop == pytest.approx((moments[0].start_s, moments[0].end_s))
+    assert window.engine.position_s == pytest.approx(moments[0].start_s, abs=0.01)
+    assert window.curve._loop_items[0].isVisible()
+    # the model's status is a banner, not only small print (the built-in model is not trained)
+    assert window.banner.isVisible() and r.model.status in window.banner.text()
+    untrained = dataclasses.replace(r.model, status="untrained")
+    window.banner.set_models([r.model, untrained])
+    assert "UNTRAINED" in window.banner.text() and "b91c1c" in window.banner.styleSheet()
+    window.banner.set_models([dataclasses.replace(r.model, status="trained")])
+    assert not window.banner.isVisible()
+    # the live score names the overall score exactly as the table and the files list show it
+    window.ctl.seek(2.0)
+    window._tick()
+    row = window.table.model().row_of(0)
+    table_text = window.table.model().index(row, 1).data()
+    assert f"overall {table_text}" in window.live.caption() and window.files.topLevelItem(1).text(8) == table_text
+    # during a blind test the worst moments (scores) are hidden too
+    window.ctl.open_blind("abx")
+    window.ctl.blind.start(0, 1, trials=4, seed=3)
+    assert window.worst.topLevelItemCount() == 0
+
+
+def test_score_table_shows_nine_versions_without_scrolling_and_elides_names_in_the_middle(qtbot, window):
+    from tests.gui.test_views import make_result
+
+    results = {i: make_result([80.0 - i, 70.0, 60.0], seed=i) for i in range(9)}
+    names = {i: f"{i + 1}: a_rather_long_file_name_for_a_codec_test_version_{i}_at_64kbps.flac" for i in range(9)}
+    window.table.set_results(results, names)
+    qtbot.wait(100)
+    table = window.table.table()
+    assert table.verticalScrollBar().maximum() == 0
+    last = table.visualRect(window.table.proxy().index(8, 0))
+    assert last.isValid() and last.bottom() <= table.viewport().height()
+    assert table.textElideMode() == QtCore.Qt.TextElideMode.ElideMiddle
+    assert window.table.proxy().index(3, 0).data(QtCore.Qt.ItemDataRole.ToolTipRole) == names[3]
+    assert window.files.textElideMode() == QtCore.Qt.TextElideMode.ElideMiddle

@@ -273,7 +273,16 @@ def test_quality_curve_items_legend_selection_and_worst(qtbot, results):
     curves = view.curve_items()
     assert sorted(curves) == [0, 1, 2]
     assert len(view.plot_item().listDataItems()) == 3
-    assert [label.text for _sample, label in view.legend().items] == ["mp3 128k", "lowpass 3k", "noisy"]
+    # no legend over the curves: each colour is the swatch beside the version's name in the table
+    assert view.plot_item().legend is None
+    table = ScoreTableView()
+    qtbot.addWidget(table)
+    table.set_results(res, names)
+    for row in range(3):
+        index = table.model().index(row, 0)
+        version = table.model().version_at(row)
+        assert index.data(QtCore.Qt.ItemDataRole.DecorationRole) == curves[version].opts["pen"].color()
+        assert index.data() == names[version]
     assert view.selected() == 0
     assert curves[0].opts["pen"].widthF() > curves[1].opts["pen"].widthF()
     worst = res[0].curve.worst(worst_count(res[0].curve))
@@ -354,14 +363,16 @@ def test_layer_heatmap_image_matches_result(qtbot, results):
     assert img.image is None
 
 
-def test_time_matrix_square_aspect_nan_and_click(qtbot, results):
+def test_time_matrix_frames_its_data_nan_and_click(qtbot, results):
     res, _names = results
     view = shown(qtbot, TimeMatrixView(), (600, 600))
     view.set_result(res[0])
     tm = res[0].time_matrix
     img = view.image_item()
     assert img.image.shape == tm.values.shape
-    assert view.plot_item().getViewBox().state["aspectLocked"]
+    (x0, x1), (y0, y1) = view.plot_item().getViewBox().viewRange()  # framed on the data, both durations
+    step_x, step_y = tm.x[1] - tm.x[0], tm.y[1] - tm.y[0]
+    assert (x0, x1) == pytest.approx((tm.x[0], tm.x[-1] + step_x)) and (y0, y1) == pytest.approx((tm.y[0], tm.y[-1] + step_y))
     QtWidgets.QApplication.processEvents()
     assert img.qimage.pixelColor(5, 0).alpha() == 0  # row 0 is NaN
     ref_t = tm.y[20] + 0.01
