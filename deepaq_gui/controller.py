@@ -224,8 +224,7 @@ class AppController(QtCore.QObject):
         self.session.remove_version(index)
         self.current = min(self.current, len(self.session.versions))
         self.shown_version = min(self.shown_version, max(0, len(self.session.versions) - 1))
-        self.prepare_audio()
-        self.refresh.emit(False)
+        self.prepare_audio()  # the views follow the session's change (staged)
         self.rescore()
 
     def open_demo(self) -> None:
@@ -262,7 +261,6 @@ class AppController(QtCore.QObject):
         self.session.set_settings(ScoreSettings(**{**s.__dict__, **changes}))
         self._cancel_stale()
         self.prepare_audio()
-        self.refresh.emit(False)
         self.rescore()
 
     def set_model(self, name: str) -> None:
@@ -270,7 +268,6 @@ class AppController(QtCore.QObject):
             return
         self.session.set_model(name)
         self._cancel_stale()
-        self.refresh.emit(False)
         self.rescore()
 
     # -- scoring ------------------------------------------------------------------------------
