@@ -25,6 +25,7 @@ class ModelBanner(QtWidgets.QLabel):
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWordWrap(True)
+        self._shown: tuple[str, str] | None = None
         self.hide()
 
     def set_models(self, models) -> None:
@@ -32,6 +33,7 @@ class ModelBanner(QtWidgets.QLabel):
         odd = [m for m in models if m.status != "trained"]
         if not odd:
             self.hide()
+            self._shown = None
             return
         m = next((m for m in odd if m.status == "untrained"), odd[0])
         if m.status == "untrained":
@@ -39,9 +41,13 @@ class ModelBanner(QtWidgets.QLabel):
                     "measure perceived quality.")
         else:
             text = f"Model {m.name} {m.version} is {m.status_note}."
+        style = BANNER_STYLES["untrained" if m.status == "untrained" else "other"]
+        if (text, style) == self._shown:
+            return  # called on every refresh: a style sheet change re-polishes the widget
+        self._shown = (text, style)
         self.setText(text)
         self.setToolTip(m.status_note)
-        self.setStyleSheet(BANNER_STYLES["untrained" if m.status == "untrained" else "other"])
+        self.setStyleSheet(style)
         self.show()
 
 

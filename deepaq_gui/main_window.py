@@ -302,7 +302,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.live.set_score(None, f"{i + 1}: {s.versions[i].name if i < len(s.versions) else ''} (scoring…)")
             return
         value = self.curve.score_at(i, t)
-        self.live.set_score(value, f"{i + 1}: {s.versions[i].name} · at {t:.1f} s (overall {score_text(r.score)}) · "
+        self.live.set_score(value, f"{i + 1}: {s.versions[i].name} · at the playhead (overall {score_text(r.score)}) · "
                                    f"{r.model.label} · 0-100, 100 = transparent")
 
     # -- refresh ------------------------------------------------------------------------------

@@ -100,7 +100,9 @@ class FilesPanel(QtWidgets.QTreeWidget):
         """As tall as its rows (at most a reference and nine versions): the panel's rest is for other things."""
         row_h = self.sizeHintForRow(0) if self.topLevelItemCount() else self.fontMetrics().height() + 6
         rows = max(1, min(rows, 10))
-        self.setFixedHeight(self.header().sizeHint().height() + rows * row_h + 2 * self.frameWidth() + 2)
+        height = self.header().sizeHint().height() + rows * row_h + 2 * self.frameWidth() + 2
+        if height != self.height() or self.minimumHeight() != self.maximumHeight():
+            self.setFixedHeight(height)
 
     def _selected(self) -> None:
         items = self.selectedItems()
