@@ -79,17 +79,17 @@ def main() -> None:
         timer.setInterval(10)
         timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
         loop = QtCore.QEventLoop()
-        w.scoringIdle.connect(lambda: loop.quit() if len(w.session.results) == args.versions else None)
+        w.ctl.scoringIdle.connect(lambda: loop.quit() if len(w.ctl.session.results) == args.versions else None)
         timer.start()
         t0 = time.perf_counter()
-        w.open_files(list(files))
+        w.ctl.open_files(list(files))
         # Qt's own event loop, as in the app (a Python loop around processEvents() would spin and
         # hold the GIL between calls, competing with the worker like no real session does).
         QtCore.QTimer.singleShot(1_800_000, loop.quit)
         loop.exec()
         timer.stop()
         total = time.perf_counter() - t0
-        scores = [w.session.results[i].score for i in sorted(w.session.results)]
+        scores = [w.ctl.session.results[i].score for i in sorted(w.ctl.session.results)]
         w.close()
 
     gaps = np.diff(np.array(ticks)) * 1000.0

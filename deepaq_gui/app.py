@@ -167,11 +167,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"deepaq-gui: error: {value}", file=sys.stderr)
         app.exit(1)
 
-    excepthook = ExceptionReporter(window.message, on_first=fatal if args.screenshot else None)
+    excepthook = ExceptionReporter(window.ctl.say, on_first=fatal if args.screenshot else None)
     sys.excepthook = excepthook
     window.show()
 
-    opened = open_initial(window, args, QtCore.QSettings())
+    opened = open_initial(window.ctl, args, QtCore.QSettings())
     if args.screenshot and opened is None:
         print("deepaq-gui: error: --screenshot needs files to open (or --demo).", file=sys.stderr)
         return 2
@@ -180,11 +180,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         out = Path(args.screenshot)
 
         def finish() -> None:
-            if window.errors_seen:
-                print(f"deepaq-gui: error: {window.errors_seen[0]}", file=sys.stderr)
+            if window.ctl.errors_seen:
+                print(f"deepaq-gui: error: {window.ctl.errors_seen[0]}", file=sys.stderr)
                 app.exit(1)
                 return
-            if window.session.reference is None:
+            if window.ctl.session.reference is None:
                 print("deepaq-gui: error: nothing could be opened.", file=sys.stderr)
                 app.exit(1)
                 return
@@ -197,9 +197,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         def on_idle() -> None:
             # idle = no worker left; give queued paints one more turn before grabbing
-            QtCore.QTimer.singleShot(300, lambda: finish() if window.is_idle() else None)
+            QtCore.QTimer.singleShot(300, lambda: finish() if window.ctl.is_idle() else None)
 
-        window.scoringIdle.connect(on_idle)
+        window.ctl.scoringIdle.connect(on_idle)
 
         def on_timeout() -> None:
             print(f"deepaq-gui: error: scoring did not finish within {args.timeout:g} s.", file=sys.stderr)

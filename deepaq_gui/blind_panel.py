@@ -24,7 +24,7 @@ Integration with the main window
               and self.blind_panel.handle_key(event):
           return True
 
-* Messages: ``messageRequested(text, level)`` can go to ``MainWindow.message``; the panel also
+* Messages: ``messageRequested(text, level)`` can go to ``AppController.say``; the panel also
   shows the last message in its own status line.
 """
 

@@ -6,17 +6,20 @@ Nothing here touches widgets.
 
 from __future__ import annotations
 
-import dataclasses
 import gc
 import os
 import threading
 from collections.abc import Generator
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
-from deepaq_core.results import QualityResult
 from deepaq_core.scoring import Partial, Progress, ScoreSettings
-from deepaq_gui.session import Session, Track
+from deepaq_gui.session import Session, Snapshot, Track, playback_tracks
+
+
+#: How many worst moments the left panel lists for the shown version.
+WORST_MOMENTS = 5
 
 
 def worker_threads() -> int:
@@ -56,8 +59,7 @@ def preload_modules() -> None:
     import deepaq_core.model.head  # noqa: F401
     import deepaq_core.model.registry  # noqa: F401
     import deepaq_resources  # noqa: F401
-    import deepaq_gui.views.spectrogram  # noqa: F401
-    import deepaq_gui.views.waveform  # noqa: F401
+    import deepaq_core.audio.display  # noqa: F401
 
 
 _frozen = False
@@ -108,8 +110,7 @@ def load_files_job(paths: list[str]):
 class ModelHolder:
     """Loads the scorer lazily (in a worker) and serialises scoring jobs on it.
 
-    Also keeps finished results by (reference hash, degraded hash, model, settings), so reopening
-    or re-adding a file shows its result without recomputing.
+    Results are kept by the session (its one cache), not here.
     """
 
     def __init__(self, device: str = "auto", allow_unverified: bool = False) -> None:
@@ -118,7 +119,6 @@ class ModelHolder:
         self._scorer = None
         self._name: str | None = "\0"
         self.lock = threading.Lock()
-        self.results: dict[tuple, QualityResult] = {}
 
     def scorer(self, name: str | None):
         """The scorer for model ``name`` (loads it on first use; call from a worker)."""
@@ -131,10 +131,6 @@ class ModelHolder:
             self._name = name
         return self._scorer
 
-    @staticmethod
-    def key(ref: Track, deg: Track, model: str | None, settings: ScoreSettings) -> tuple:
-        return (ref.info.sha256, deg.info.sha256, model, tuple(sorted(dataclasses.asdict(settings).items())))
-
 
 @dataclass(frozen=True)
 class ModelReady:
@@ -146,7 +142,10 @@ class ModelReady:
 
 def score_job(holder: ModelHolder, reference: Track, versions: list[tuple[int, Track]], model: str | None,
               settings: ScoreSettings):
-    """Score ``versions`` (index, track) against ``reference``; yields Partial per finished version."""
+    """Score ``versions`` (index, track) against ``reference``; yields Partial per finished version.
+
+    The tracks are immutable (read-only audio), so a job never sees the session change under it.
+    """
 
     def job(cancel: threading.Event) -> Generator[Any, None, int]:
         with holder.lock:
@@ -156,24 +155,15 @@ def score_job(holder: ModelHolder, reference: Track, versions: list[tuple[int, T
 
             yield ModelReady(scorer.info.label, unverified_note(scorer.loaded.bundle))
             scorer.settings = settings
-            todo = []
-            for idx, track in versions:
-                cached = holder.results.get(holder.key(reference, track, model, settings))
-                if cached is not None:
-                    yield Partial(idx, cached)
-                else:
-                    todo.append((idx, track))
-            if not todo:
+            if not versions:
                 return 0
-            gen = scorer.iter_score(reference.audio, [t.audio for _, t in todo], cancel=cancel)
+            gen = scorer.iter_score(reference.audio, [t.audio for _, t in versions], cancel=cancel)
             for item in gen:
                 if isinstance(item, Partial):
-                    idx, track = todo[item.index]
-                    holder.results[holder.key(reference, track, model, settings)] = item.result
-                    yield Partial(idx, item.result)
+                    yield Partial(versions[item.index][0], item.result)
                 else:
                     yield item
-            return len(todo)
+            return len(versions)
 
     return job
 
@@ -191,18 +181,21 @@ class PreparedAudio:
     ref_spectrogram: Any
     deg_spectrogram: Any
     difference: Any = None  # (difference spectrogram, colour limit dB) or None
+    aligned: Any = None  # the playback cache entries used (Session.keep_aligned)
+    generation: int = -1  # the snapshot's session generation
+    worst: tuple = ()  # WorstMoment of the shown version (deepaq_core.audio.display.worst_moments)
 
 
-def prepare_audio_job(session: Session, results: dict, version: int, token: tuple, spectrograms: bool = True):
-    """Aligned playback tracks, waveform envelopes and spectrograms for ``version``."""
+def prepare_audio_job(snap: Snapshot, version: int, token: tuple, spectrograms: bool = True):
+    """Aligned playback tracks, waveform envelopes and spectrograms for ``version`` of a snapshot."""
 
     def job(cancel: threading.Event) -> PreparedAudio:
         from deepaq_core.audio import AudioBuffer
-        from deepaq_gui.views.spectrogram import DISPLAY_ROWS, compute_spectrogram, difference_with_limit
-        from deepaq_gui.views.waveform import compute_envelope
+        from deepaq_core.audio.display import (DISPLAY_ROWS, compute_envelope, compute_spectrogram, difference_with_limit,
+                                               worst_moments)
 
-        tracks = session.playback_tracks(results)
-        sr = session.playback_rate
+        tracks, used = playback_tracks(snap)
+        sr = snap.playback_rate
         ref_mono = tracks[0].mean(axis=1)
         v = min(version, len(tracks) - 2)
         deg_mono = tracks[v + 1].mean(axis=1) if v >= 0 else None
@@ -213,6 +206,9 @@ def prepare_audio_job(session: Session, results: dict, version: int, token: tupl
             ref_spec = compute_spectrogram(ref_mono, sr, max_rows=DISPLAY_ROWS, workers=worker_threads())
             deg_spec = compute_spectrogram(deg_mono, sr, max_rows=DISPLAY_ROWS, workers=worker_threads())
             diff = difference_with_limit(ref_spec, deg_spec)
-        return PreparedAudio(token, tuple(tracks), sr, v, ref_env, deg_env, ref_spec, deg_spec, diff)
+        result = snap.results.get(v)
+        worst = tuple(worst_moments(result.curve, WORST_MOMENTS, ref_spec, deg_spec)) if result is not None else ()
+        return PreparedAudio(token, tuple(tracks), sr, v, ref_env, deg_env, ref_spec, deg_spec, diff,
+                             MappingProxyType(used), snap.generation, worst)
 
     return job

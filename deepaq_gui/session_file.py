@@ -403,7 +403,7 @@ def iter_load_session(path: str | os.PathLike, cancel: threading.Event | Callabl
         if result is None:
             rescore.append(new)
         else:
-            session.results[new] = result
+            session.set_result(new, result)
     yield Progress(1.0, "Session loaded")
 
     extra = doc.get("extra") if isinstance(doc.get("extra"), dict) else {}

@@ -6,6 +6,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from deepaq_core.results import QualityResult
 from deepaq_gui.session import Session
+from deepaq_gui.views.base import score_text, version_color
 
 
 class MessageBar(QtWidgets.QFrame):
@@ -58,6 +59,11 @@ class FilesPanel(QtWidgets.QTreeWidget):
         self.customContextMenuRequested.connect(self._menu)
         self.header().setStretchLastSection(False)
         self.header().setSectionResizeMode(1, QtWidgets.QHeaderView.Stretch)
+        # Long names keep their start and their end (where versions usually differ: "_64k.flac");
+        # the whole path is in the tooltip.
+        self.setTextElideMode(QtCore.Qt.ElideMiddle)
+        self.setVerticalScrollBarPolicy(QtCore.Qt.ScrollBarAlwaysOff)
+        self._fit_height(1)
 
     def populate(self, session: Session, current: int, show_scores: bool = True) -> None:
         """Rebuild the rows from the session (cheap: at most ten rows); no scores during blind tests."""
@@ -70,7 +76,7 @@ class FilesPanel(QtWidgets.QTreeWidget):
             r: QualityResult | None = session.results.get(row - 1) if row and show_scores else None
             offset = f"{round(r.alignment.lag_ms, 1) + 0.0:.1f} ms" if r else ""  # no "-0.0"
             gain = f"{round(r.gain_db, 1) + 0.0:+.1f} dB" if r else ""
-            score = f"{r.score:.1f}" if r else ("" if row == 0 or not show_scores else "…")
+            score = score_text(r.score) if r else ("" if row == 0 or not show_scores else "…")
             values = [key, track.name, f"{info.sample_rate / 1000:g}k", str(info.channels),
                       str(info.bit_depth or "-"), f"{info.duration_s:.2f} s", offset, gain, score]
             item = QtWidgets.QTreeWidgetItem(values)
@@ -79,13 +85,24 @@ class FilesPanel(QtWidgets.QTreeWidget):
                 item.setToolTip(6, f"{r.alignment.lag_native_samples} samples at {info.sample_rate} Hz"
                                    f"{'' if r.alignment.estimated else ' (given, not estimated)'}")
             item.setData(0, QtCore.Qt.UserRole, row)
+            if row:  # the version's colour in the curves and the score table
+                item.setData(0, QtCore.Qt.DecorationRole, version_color(row - 1))
             self.addTopLevelItem(item)
             if row == current:
                 item.setSelected(True)
         for c in range(len(self.HEADERS)):
             if c != 1:
                 self.resizeColumnToContents(c)
+        self._fit_height(len(tracks))
         self.blockSignals(False)
+
+    def _fit_height(self, rows: int) -> None:
+        """As tall as its rows (at most a reference and nine versions): the panel's rest is for other things."""
+        row_h = self.sizeHintForRow(0) if self.topLevelItemCount() else self.fontMetrics().height() + 6
+        rows = max(1, min(rows, 10))
+        height = self.header().sizeHint().height() + rows * row_h + 2 * self.frameWidth() + 2
+        if height != self.height() or self.minimumHeight() != self.maximumHeight():
+            self.setFixedHeight(height)
 
     def _selected(self) -> None:
         items = self.selectedItems()

@@ -61,6 +61,41 @@ def _mono(samples: np.ndarray) -> np.ndarray:
     return samples[0] if samples.shape[0] == 1 else samples.mean(axis=0, dtype=np.float32)
 
 
+def apply_alignment(samples: np.ndarray, lag: int, start: int, stop: int, *, inverted: bool = False,
+                    gain_db: float = 0.0) -> np.ndarray:
+    """The degraded signal on the reference's timeline: reference samples ``[start, stop)``.
+
+    The one place where a measured alignment is applied (scoring in :func:`prepare_pair`, the
+    app's playback and views through the same call). With ``degraded[n + lag] ≈ reference[n]``,
+    output sample ``m`` is ``samples[:, start + m + lag]``; samples outside the degraded signal
+    are silence. ``inverted`` flips the polarity (inverted polarity is inaudible: the signal is
+    compared and played the right way up), and ``gain_db`` scales it.
+
+    Parameters
+    ----------
+    samples : ndarray, shape [C, N]
+        The degraded signal at the lag's sample rate.
+    lag : int
+        Samples; positive when the degraded signal is late.
+    start, stop : int
+        The reference sample range wanted.
+
+    Returns
+    -------
+    ndarray, shape [C, stop - start]
+        A view of ``samples`` when nothing needs padding, flipping or scaling; a new array otherwise.
+    """
+    n = stop - start
+    lo, hi = max(start, -lag), min(stop, samples.shape[1] - lag)
+    factor = (-1.0 if inverted else 1.0) * 10.0 ** (gain_db / 20.0)
+    if lo == start and hi == stop and factor == 1.0:
+        return samples[:, start + lag : stop + lag]
+    out = np.zeros((samples.shape[0], max(0, n)), dtype=samples.dtype)
+    if hi > lo:
+        out[:, lo - start : hi - start] = samples[:, lo + lag : hi + lag] * samples.dtype.type(factor)
+    return out
+
+
 def prepare_pair(
     reference: AudioBuffer,
     degraded: AudioBuffer,
@@ -152,9 +187,7 @@ def prepare_pair(
             f"aligning with a lag of {alignment.lag_ms:.1f} ms; at least {MIN_DURATION_S} s is needed."
         )
     ref_samples = reference.samples[:, ref_start : ref_start + length]
-    deg_samples = degraded.samples[:, deg_start : deg_start + length]
-    if alignment.inverted:  # inverted polarity is inaudible: compare the signal the right way up
-        deg_samples = -deg_samples
+    deg_samples = apply_alignment(degraded.samples, shift, ref_start, ref_start + length, inverted=alignment.inverted)
     # The kept part may differ from the whole file (e.g. all the audio was in the trimmed lag).
     validate_signal(ref_samples, rate, ref_name)
     validate_signal(deg_samples, rate, deg_name)

@@ -12,6 +12,7 @@ import logging
 import numpy as np
 
 from deepaq_core.audio import estimate_lag
+from deepaq_core.audio.mel import mel_filterbank
 
 from .loudness import normalise_loudness
 
@@ -31,11 +32,10 @@ _TARGET_LUFS = -23.0
 @functools.lru_cache(maxsize=16)
 def _mel_matrix(n_fft: int, sr: int) -> np.ndarray:
     """HTK mel filterbank ``[N_MELS, n_fft // 2 + 1]`` (float64), shared with the compact backbone."""
-    # Lazy: the filterbank lives next to the model, which imports torch (~1.5 s).
-    from deepaq_core.model.compact import mel_filterbank
-
     f_max = min(_F_MAX, sr / 2.0)
-    return mel_filterbank(n_fft, N_MELS, sr, _F_MIN, f_max).double().numpy()
+    # Rounded through float32 as the model's copy is, so labels stay bit-identical to those the
+    # shipped models were trained on.
+    return mel_filterbank(n_fft, N_MELS, sr, _F_MIN, f_max).astype(np.float32).astype(np.float64)
 
 
 def _log_mel(x: np.ndarray, sr: int, n_fft: int) -> np.ndarray:

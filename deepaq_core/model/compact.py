@@ -6,33 +6,21 @@ It runs far faster than real time on a laptop CPU and keeps MERT's interface and
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
+from deepaq_core.audio.mel import mel_filterbank as _mel_filterbank
 from deepaq_core.model.backbone import Backbone
 from deepaq_core.model.compact_config import CompactConfig
 
 
 def mel_filterbank(n_fft: int, n_mels: int, sample_rate: int, f_min: float, f_max: float) -> torch.Tensor:
-    """Triangular HTK-mel filterbank, shape [n_mels, n_fft // 2 + 1].
+    """Triangular HTK-mel filterbank as a float32 tensor, shape [n_mels, n_fft // 2 + 1].
 
-    Written here (a dozen lines) rather than imported from torchaudio, whose wheels must match the
-    exact torch build and are not available for every platform torch is.
+    The filterbank itself lives in :mod:`deepaq_core.audio.mel` (numpy, no torch); this is the
+    model's view of it, kept under this name for code that imports it from here.
     """
-
-    def hz_to_mel(f: float) -> float:
-        return 2595.0 * math.log10(1.0 + f / 700.0)
-
-    mels = torch.linspace(hz_to_mel(f_min), hz_to_mel(f_max), n_mels + 2, dtype=torch.float64)
-    hz = 700.0 * (10.0 ** (mels / 2595.0) - 1.0)
-    bins = torch.linspace(0, sample_rate / 2, n_fft // 2 + 1, dtype=torch.float64)
-    lower, centre, upper = hz[:-2, None], hz[1:-1, None], hz[2:, None]
-    up = (bins[None, :] - lower) / (centre - lower)
-    down = (upper - bins[None, :]) / (upper - centre)
-    fb = torch.clamp(torch.minimum(up, down), min=0.0)
-    return fb.float()
+    return torch.from_numpy(_mel_filterbank(n_fft, n_mels, sample_rate, f_min, f_max)).float()
 
 
 class LogMel(nn.Module):

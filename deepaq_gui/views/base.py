@@ -40,6 +40,11 @@ LOOP_HOVER_BRUSH = (80, 160, 255, 80)
 TIME_LABEL = "Time (s)"
 
 
+def score_text(value: float | None) -> str:
+    """A score as every view shows it: one decimal ("–" when unknown), so the numbers agree."""
+    return "–" if value is None or not np.isfinite(value) else f"{value:.1f}"
+
+
 def version_color(index: int) -> QtGui.QColor:
     """Colour of version ``index``, the same in every view (the palette repeats after 8).
 
@@ -134,6 +139,49 @@ def show_whole_time(plot: pg.PlotItem, t_end: float) -> None:
 
 #: Width of every time plot's left axis, pixels (see :func:`make_time_plot`).
 LEFT_AXIS_WIDTH = 54
+#: Width of the column right of every time plot, pixels: colour bars live there, outside the
+#: plot width all time views share (views without a colour bar keep it empty).
+RIGHT_COLUMN_WIDTH = 92
+#: Width of the colour strip of a colour bar, pixels (its label and tick values take the rest).
+COLOR_BAR_WIDTH = 14
+#: Margins of every time view's graphics layout, pixels (left, top, right, bottom).
+LAYOUT_MARGINS = (2, 4, 2, 2)
+
+
+def short_units(units: str) -> str:
+    """A colour bar label that fits beside a short bar: the units up to " of " or "(".
+
+    "cosine distance of time-binned hidden states (1 - cos)" reads "cosine distance"; the views
+    put the whole text in their tooltip.
+    """
+    for sep in (" of ", " ("):
+        units = units.split(sep, 1)[0]
+    return units.strip()
+
+
+def time_graphics() -> pg.GraphicsLayoutWidget:
+    """The graphics widget of a time view: plots in column 0, a fixed-width column 1 beside them.
+
+    Every time view (waveform, spectrogram, quality curve, layer heatmap) and the time matrix is
+    built on this, with :func:`make_time_plot`'s fixed left axis width and
+    :func:`reserve_right_column`, so a given time falls on the same pixel column in each of them
+    when they are equally wide (they share one time axis).
+    """
+    graphics = pg.GraphicsLayoutWidget()
+    graphics.ci.layout.setContentsMargins(*LAYOUT_MARGINS)
+    graphics.ci.layout.setHorizontalSpacing(0)
+    return graphics
+
+
+def reserve_right_column(graphics: pg.GraphicsLayoutWidget, item: QtWidgets.QGraphicsWidget | None = None,
+                         row: int = 0, rowspan: int = 1) -> QtWidgets.QGraphicsWidget:
+    """Put ``item`` (a colour bar; default an empty placeholder) in the fixed right column."""
+    if item is None:
+        item = pg.GraphicsWidget()
+    graphics.addItem(item, row=row, col=1, rowspan=rowspan)
+    item.setFixedWidth(RIGHT_COLUMN_WIDTH)
+    graphics.ci.layout.setColumnFixedWidth(1, RIGHT_COLUMN_WIDTH)
+    return item
 
 
 def make_time_plot(**kwargs) -> pg.PlotItem:

@@ -6,6 +6,8 @@ import math
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from .base import score_text
+
 VALUE_POINT_SIZE = 36
 CAPTION_POINT_SIZE = 9
 NO_VALUE = "–"
@@ -53,7 +55,7 @@ class LiveScoreLabel(QtWidgets.QWidget):
         """
         if value is not None and not math.isfinite(value):
             value = None
-        text = NO_VALUE if value is None else f"{value:.1f}"
+        text = NO_VALUE if value is None else score_text(value)
         if (text, caption) == (self.text(), self.caption()):
             return
         self._value.setText(text)

@@ -8,7 +8,8 @@ import pyqtgraph as pg
 
 from deepaq_core.results import Heatmap, QualityResult
 
-from .base import TimeViewBox, finite_levels, image_rect
+from .base import (COLOR_BAR_WIDTH, LEFT_AXIS_WIDTH, TimeViewBox, finite_levels, image_rect, reserve_right_column,
+                   short_units, time_graphics)
 
 MATRIX_CMAP = "viridis"
 
@@ -18,8 +19,8 @@ class TimeMatrixView(QtWidgets.QWidget):
 
     Both axes are time, so this is not a :class:`~deepaq_gui.views.base.TimeView` and is not
     x-linked. A well aligned, mildly degraded version shows a dark diagonal (drawn dashed for
-    reference); repeated material shows as off-diagonal dark stripes. The aspect ratio is locked
-    so one second is as long on both axes. NaN cells are drawn transparent.
+    reference); repeated material shows as off-diagonal dark stripes. The axes frame the data
+    (the two durations). NaN cells are drawn transparent.
 
     Signals
     -------
@@ -39,22 +40,27 @@ class TimeMatrixView(QtWidgets.QWidget):
 
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
-        self._widget = pg.PlotWidget(viewBox=TimeViewBox())
-        self._plot = self._widget.getPlotItem()
+        self._widget = time_graphics()
+        self._plot = pg.PlotItem(viewBox=TimeViewBox())
+        self._widget.addItem(self._plot, row=0, col=0)
+        # The same left axis width and right column as the time views: below them, its x axis
+        # (aligned degraded time) lines up with theirs.
+        self._plot.getAxis("left").setWidth(LEFT_AXIS_WIDTH)
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self._widget)
 
-        self._plot.setAspectLocked(True)
         self._plot.setLabel("bottom", "Degraded time, aligned (s)")
         self._plot.setLabel("left", "Reference time (s)")
         self._image = pg.ImageItem(axisOrder="row-major")
         self._plot.addItem(self._image)
         self._diagonal = pg.PlotDataItem(pen=pg.mkPen((255, 255, 255, 90), width=1, style=QtCore.Qt.PenStyle.DashLine))
         self._plot.addItem(self._diagonal)
-        self._bar = pg.ColorBarItem(values=(0.0, 1.0), colorMap=pg.colormap.get(MATRIX_CMAP), interactive=False)
+        self._bar = pg.ColorBarItem(values=(0.0, 1.0), colorMap=pg.colormap.get(MATRIX_CMAP), interactive=False,
+                                    width=COLOR_BAR_WIDTH)
         self._bar.axis.enableAutoSIPrefix(False)  # distances read 0.2, not "200 (x0.001)"
-        self._bar.setImageItem(self._image, insert_in=self._plot)
+        self._bar.setImageItem(self._image)
+        reserve_right_column(self._widget, self._bar)
         vb = self._plot.getViewBox()
         vb.sigTimeClicked.connect(self._clicked)
         vb.sigTimeDragged.connect(self._dragged)
@@ -96,11 +102,16 @@ class TimeMatrixView(QtWidgets.QWidget):
         self._image.setRect(rect)
         self._plot.setLabel("bottom", _axis_label(heatmap.x_label))
         self._plot.setLabel("left", _axis_label(heatmap.y_label))
-        self._bar.axis.setLabel(heatmap.units)
+        self._bar.getAxis("left").setLabel(short_units(heatmap.units))
+        self._widget.setToolTip(f"Colour: {heatmap.units}")  # beside the bar, not over its tick values
         lo_t = max(rect.left(), rect.top())
         hi_t = min(rect.right(), rect.bottom())
         self._diagonal.setData([lo_t, hi_t], [lo_t, hi_t])
-        self._plot.autoRange(padding=0)
+        # Framed on the data: x spans the degraded time, y the reference time. The aspect is not
+        # locked: in a wide, short panel a locked square made the data a small square in the
+        # middle of a -50..60 s axis.
+        self._plot.setXRange(rect.left(), rect.right(), padding=0)
+        self._plot.setYRange(rect.top(), rect.bottom(), padding=0)
 
     def heatmap(self) -> Heatmap | None:
         """The heatmap shown, or ``None``."""

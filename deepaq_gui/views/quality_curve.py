@@ -11,7 +11,8 @@ import pyqtgraph as pg
 
 from deepaq_core.results import SCORE_SCALE, QualityResult
 
-from .base import TimeView, make_time_plot, show_whole_time, version_color
+from .base import (TimeView, make_time_plot, reserve_right_column, score_text, show_whole_time, time_graphics,
+                   version_color)
 
 WORST_COUNT = 3
 WORST_ALPHA = 60
@@ -32,7 +33,7 @@ def worst_count(curve) -> int:
 
 
 class QualityCurveView(TimeView):
-    """Score (0-100) against window centre time for every version, with a legend and hover read-out.
+    """Score (0-100) against window centre time for every version, with a hover read-out.
 
     * single click: ``seekRequested(t)``;
     * double click inside a worst segment of the selected version: ``loopRequested(start, end)``;
@@ -47,7 +48,9 @@ class QualityCurveView(TimeView):
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
         self._plot = make_time_plot()
-        self._widget = pg.PlotWidget(plotItem=self._plot)
+        self._widget = time_graphics()
+        self._widget.addItem(self._plot, row=0, col=0)
+        reserve_right_column(self._widget)  # no colour bar: the same margin as the other time views
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self._widget)
@@ -62,8 +65,9 @@ class QualityCurveView(TimeView):
         for level in (25, 50, 75):
             guide = pg.InfiniteLine(pos=level, angle=0, movable=False, pen=pg.mkPen((150, 150, 150, 70)))
             self._plot.addItem(guide, ignoreBounds=True)
-        # Several columns along the bottom edge: a one-column legend of nine versions hides the curves.
-        self._legend = self._plot.addLegend(offset=(10, -10), colCount=3, brush=pg.mkBrush(0, 0, 0, 160))
+        # No legend on the plot (with eight versions it covered the curves): each version's colour
+        # is the swatch beside its name in the score table and the files list, and hovering names
+        # every curve's score at that time.
         self._add_time_plot(self._plot)
 
         self._results: dict[int, QualityResult] = {}
@@ -186,15 +190,6 @@ class QualityCurveView(TimeView):
         """
         return list(self._worst_spans)
 
-    def legend(self) -> pg.LegendItem:
-        """The legend item.
-
-        Returns
-        -------
-        pyqtgraph.LegendItem
-        """
-        return self._legend
-
     def readout_text(self) -> str:
         """The hover read-out's current plain text ("" when hidden)."""
         return self._readout.textItem.toPlainText() if self._readout.isVisible() else ""
@@ -254,7 +249,7 @@ class QualityCurveView(TimeView):
         rows = [f"<b>{t:.2f} s</b>"]
         for index in sorted(self._results):
             score = self.score_at(index, t)
-            value = "–" if score is None else f"{score:.1f}"
+            value = score_text(score)
             name = html.escape(self._names[index])
             rows.append(f'<span style="color:{version_color(index).name()}">■</span> {name}: {value}')
         return "<br>".join(rows)

@@ -10,11 +10,12 @@ from PySide6 import QtCore, QtWidgets
 
 from deepaq_core.results import DISTANCE_UNITS, FLAG_TEXT, SCORE_SCALE, QualityResult
 
-from .base import version_color
+from .base import score_text, version_color
 
 SORT_ROLE = QtCore.Qt.ItemDataRole.UserRole + 1
 """Role holding the raw value (float or str) each column sorts by."""
 INDEX_ROLE = QtCore.Qt.ItemDataRole.UserRole + 2
+MAX_ROWS = 9  # versions in a full session (deepaq_gui.session.MAX_VERSIONS)
 """Role holding the version index of a row (any column)."""
 
 
@@ -48,8 +49,8 @@ def _flag_sentences(value: Any) -> str:
 
 def _columns(scale: str, units: str) -> list[_Column]:
     return [
-        _Column("Version", lambda r, name: name, str, "Version name", numeric=False),
-        _Column("Score", lambda r, name: float(r.score), _number(".1f"), f"Score: {scale}"),
+        _Column("Version", lambda r, name: name, str, "Version name", numeric=False, cell_tooltip=str),
+        _Column("Score", lambda r, name: float(r.score), score_text, f"Score: {scale}"),
         _Column("Distance", lambda r, name: float(r.distance), _number(".4f"), f"Distance: {units}"),
         _Column("Offset (ms)", lambda r, name: float(r.alignment.lag_ms), _number(".2f"),
                 "Time offset of the version against the reference; positive = version is late"),
@@ -179,7 +180,15 @@ class ScoreTableView(QtWidgets.QWidget):
         self._table.setSelectionMode(QtWidgets.QAbstractItemView.SelectionMode.SingleSelection)
         self._table.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
         self._table.verticalHeader().setVisible(False)
-        self._table.horizontalHeader().setStretchLastSection(True)
+        # Compact rows, so a full session (nine versions) shows without scrolling, and long file
+        # names elided in the middle (their ends tell versions apart), whole in the tooltip.
+        self._table.verticalHeader().setDefaultSectionSize(self._table.fontMetrics().height() + 6)
+        self._table.setWordWrap(False)
+        self._table.setTextElideMode(QtCore.Qt.TextElideMode.ElideMiddle)
+        header = self._table.horizontalHeader()
+        header.setStretchLastSection(False)
+        header.setMinimumSectionSize(40)
+        self._title.setWordWrap(False)
         self._table.sortByColumn(-1, QtCore.Qt.SortOrder.AscendingOrder)  # insertion order until asked
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -207,7 +216,22 @@ class ScoreTableView(QtWidgets.QWidget):
         if results:
             self._set_title(next(iter(results.values())).score_scale)
         self.set_selected(selected if selected in results else None)
-        self._table.resizeColumnsToContents()
+        self._fit_columns()
+
+    def _fit_columns(self) -> None:
+        """Numbers at their width; the version name takes what is left (at least a third)."""
+        header = self._table.horizontalHeader()
+        for col in range(1, self._proxy.columnCount()):
+            header.setSectionResizeMode(col, QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(0, QtWidgets.QHeaderView.ResizeMode.Stretch)
+        header.setMinimumSectionSize(40)
+
+    def minimumSizeHint(self) -> QtCore.QSize:  # noqa: N802 - Qt API
+        """Tall enough for the title, the header and nine rows (a full session) without scrolling."""
+        rows = MAX_ROWS * self._table.verticalHeader().defaultSectionSize()
+        height = (self._title.sizeHint().height() + self._table.horizontalHeader().sizeHint().height() + rows
+                  + 2 * self._table.frameWidth() + self.layout().spacing() + 2)
+        return QtCore.QSize(super().minimumSizeHint().width(), height)
 
     def set_selected(self, index: int | None) -> None:
         """Select the row of version ``index`` without emitting ``rowSelected``.

@@ -10,193 +10,20 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import scipy.fft
-import scipy.signal
-from numpy.lib.stride_tricks import sliding_window_view
 from PySide6 import QtCore, QtWidgets
 
 import pyqtgraph as pg
 
 from deepaq_core.audio.buffer import AudioBuffer
+from deepaq_core.audio.display import (  # noqa: F401  (the DSP lives in core; re-exported)
+    DISPLAY_ROWS, FLOOR_DB, Spectrogram, compute_spectrogram, difference_spectrogram, difference_with_limit,
+)
 
-from .base import TimeView, make_time_plot, show_whole_time
+from .base import COLOR_BAR_WIDTH, TimeView, make_time_plot, reserve_right_column, show_whole_time, time_graphics
 
-Spectrogram = tuple[np.ndarray, np.ndarray, np.ndarray]
-"""``(times_s [T], freqs_hz [F], db [F, T])`` as returned by :func:`compute_spectrogram`."""
-
-FLOOR_DB = -120.0
 DEFAULT_RANGE_DB = 100.0  # shared colour scale spans this much below the louder spectrogram's peak
 LEVEL_CMAP = "inferno"
 DIFF_CMAP = "CET-D1"  # diverging blue-white-red, symmetric around 0 dB
-
-# Frames per FFT batch: bounds the temporaries (frames x n_fft float32 + complex spectra) to tens
-# of MB whatever the file length.
-_BATCH_SAMPLES = 1 << 22
-
-
-#: Frequency rows drawn (bins merged above this). A spectrogram plot is a few hundred pixels tall;
-#: drawing all 1025 bins of a 2048-point FFT cost the UI thread 30 ms per first paint of the
-#: three images on a 5-minute file (docs/PERFORMANCE.md).
-DISPLAY_ROWS = 256
-
-
-def compute_spectrogram(samples_1d: np.ndarray, sr: int, max_columns: int = 2000, n_fft: int | None = None,
-                        grid_samples: int | None = None, max_rows: int | None = None, workers: int = -1) -> Spectrogram:
-    """Log-magnitude spectrogram with at most ``max_columns`` time columns (pure, thread-safe).
-
-    Frames are Hann-windowed and centred on their time (the signal is zero-padded by half a frame
-    at both ends, so the columns span 0 to the duration). Short signals get one frame per column,
-    with the hop chosen to use up to ``max_columns`` columns (but at least ``n_fft / 8``); long
-    signals use 50 %-overlapping frames and each column is the **mean power** of the consecutive
-    frames it covers, so no part of a long file is skipped (a 60-minute file still reads every
-    sample, in bounded-memory batches).
-
-    Parameters
-    ----------
-    samples_1d : ndarray, shape [N]
-        One channel (downmix multichannel audio first).
-    sr : int
-        Sample rate, Hz.
-    max_columns : int
-        Upper bound on the number of time columns ``T``.
-    n_fft : int, optional
-        Frame length; default the power of two nearest 40 ms (2048 at 48 kHz).
-    grid_samples : int, optional
-        Length used to choose the column grid (default ``N``). Pass the longer of two signals'
-        lengths for both so their spectrograms share one time grid and can be subtracted.
-    max_rows : int, optional
-        Upper bound on the number of frequency rows ``F``: neighbouring bins are merged into
-        ``max_rows`` bands (mean power; band widths differ by one bin at most). Default: every bin.
-    workers : int
-        Threads for the FFTs (``scipy.fft``'s ``workers``; -1: every core).
-
-    Returns
-    -------
-    times_s : ndarray of float64, shape [T]
-        Column centres, seconds.
-    freqs_hz : ndarray of float64, shape [F]
-        Bin (or band) centres; ``F = n_fft // 2 + 1`` unless ``max_rows`` merges bins.
-    db : ndarray of float32, shape [F, T]
-        Power in dB relative to a full-scale sine (a sine of amplitude 1 peaks near 0 dB),
-        floored at -120 dB.
-    """
-    x = np.asarray(samples_1d)
-    if x.ndim != 1:
-        raise ValueError(f"compute_spectrogram expects a 1-D signal, got shape {x.shape}")
-    if max_columns < 1:
-        raise ValueError("max_columns must be at least 1")
-    if n_fft is None:
-        n_fft = 2 ** max(6, int(round(math.log2(sr * 0.04))))
-    n = x.shape[0]
-    grid_n = max(n, int(grid_samples or 0), 1)
-    half = n_fft // 2
-
-    ideal_hop = math.ceil(grid_n / max_columns)
-    if ideal_hop <= half:
-        hop, group = max(ideal_hop, n_fft // 8, 1), 1
-    else:
-        hop = half
-        group = math.ceil(ideal_hop / hop)
-    # Guard the bound exactly (frame count is grid_n // hop + 1 with centred frames).
-    while math.ceil((grid_n // hop + 1) / group) > max_columns:
-        group += 1
-
-    n_frames = n // hop + 1
-    n_cols = math.ceil(n_frames / group)
-    window = scipy.signal.get_window("hann", n_fft).astype(np.float32)
-    # Squared one-sided amplitude: a full-scale sine centred on a bin reads 0 dB.
-    scale = (2.0 / float(window.sum())) ** 2
-    n_bins = half + 1
-    power = np.empty((n_cols, n_bins), np.float64)
-
-    frames_per_batch = max(group, (_BATCH_SAMPLES // n_fft) // group * group)
-    for f0 in range(0, n_frames, frames_per_batch):
-        f1 = min(n_frames, f0 + frames_per_batch)
-        s0 = f0 * hop - half
-        s1 = (f1 - 1) * hop - half + n_fft
-        seg = np.zeros(s1 - s0, np.float32)
-        a, b = max(s0, 0), min(s1, n)
-        if b > a:
-            seg[a - s0 : b - s0] = x[a:b]
-        frames = sliding_window_view(seg, n_fft)[::hop]
-        spec = scipy.fft.rfft(frames * window, axis=1, workers=workers)
-        p = spec.real.astype(np.float64) ** 2 + spec.imag.astype(np.float64) ** 2
-        starts = np.arange(0, f1 - f0, group)
-        counts = np.minimum(group, (f1 - f0) - starts)
-        power[f0 // group : f0 // group + starts.size] = np.add.reduceat(p, starts, axis=0) / counts[:, None]
-
-    freqs = np.arange(n_bins) * sr / n_fft
-    if max_rows is not None and n_bins > max_rows:
-        # exactly max_rows bands, as equal as whole bins allow (widths differ by one bin at most)
-        starts = np.linspace(0, n_bins, max(1, max_rows) + 1).astype(np.int64)[:-1]
-        counts = np.diff(np.append(starts, n_bins))
-        power = np.add.reduceat(power, starts, axis=1) / counts
-        freqs = np.add.reduceat(freqs, starts) / counts
-    db = (10.0 * np.log10(np.maximum(power.T * scale, 10 ** (FLOOR_DB / 10)))).astype(np.float32)
-    times = (np.arange(n_cols) * group + (group - 1) / 2) * hop / sr
-    return times.astype(np.float64), freqs.astype(np.float64), db
-
-
-def difference_with_limit(reference: Spectrogram, degraded: Spectrogram,
-                          degraded_lag_s: float = 0.0) -> tuple[Spectrogram, float]:
-    """The difference spectrogram and its default colour limit in dB (pure, thread-safe).
-
-    The limit is the 99th percentile of the absolute difference, rounded up to 3 dB and kept
-    within 3-40 dB. Both cost tens of milliseconds on a long file, so the app computes them in a
-    worker.
-    """
-    times, freqs, diff = difference_spectrogram(reference, degraded, degraded_lag_s)
-    finite = np.abs(diff[np.isfinite(diff)])
-    p99 = float(np.percentile(finite, 99)) if finite.size else 0.0
-    return (times, freqs, diff), min(40.0, max(3.0, 3.0 * math.ceil(p99 / 3.0)))
-
-
-def difference_spectrogram(reference: Spectrogram, degraded: Spectrogram, degraded_lag_s: float = 0.0) -> Spectrogram:
-    """Degraded minus reference, in dB, on the reference's grid (pure).
-
-    When the grids differ (different lengths, rates or frame sizes, or a lag) each reference cell
-    takes the nearest degraded cell; reference columns the degraded signal does not cover are NaN.
-
-    Parameters
-    ----------
-    reference, degraded : Spectrogram
-        ``(times_s, freqs_hz, db)`` tuples from :func:`compute_spectrogram`.
-    degraded_lag_s : float
-        Lag of the degraded signal (``result.alignment.lag_ms / 1000``): its time ``t + lag``
-        is compared with reference time ``t``.
-
-    Returns
-    -------
-    Spectrogram
-        ``(reference times, reference freqs, diff_db [F, T])``.
-    """
-    t_r, f_r, db_r = reference
-    t_d, f_d, db_d = degraded
-    t_d = np.asarray(t_d) - degraded_lag_s
-    same_f = f_r.shape == f_d.shape and np.allclose(f_r, f_d)
-    same_t = t_r.shape[0] <= t_d.shape[0] and np.allclose(t_d[: t_r.shape[0]], t_r)
-    if same_f and same_t:
-        return t_r, f_r, (db_d[:, : t_r.shape[0]] - db_r).astype(np.float32)
-    fi = np.arange(f_r.shape[0]) if same_f else _nearest(f_d, f_r)
-    ti = _nearest(t_d, t_r)
-    out = db_d[np.ix_(fi, ti)] - db_r
-    if t_d.size > 1:
-        dt = (t_d[-1] - t_d[0]) / (t_d.size - 1)
-        outside = (t_r < t_d[0] - dt / 2) | (t_r > t_d[-1] + dt / 2)
-    else:
-        outside = np.zeros(t_r.shape, bool)
-    out[:, outside] = np.nan
-    return t_r, f_r, out.astype(np.float32)
-
-
-def _nearest(source: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Index into ascending ``source`` of the value nearest each ``target`` value."""
-    idx = np.clip(np.searchsorted(source, target), 1, max(1, source.size - 1))
-    if source.size == 1:
-        return np.zeros(target.shape, np.intp)
-    left = source[idx - 1]
-    right = source[idx]
-    return np.where(np.abs(target - left) <= np.abs(right - target), idx - 1, idx)
 
 
 def _rect(times: np.ndarray, freqs: np.ndarray) -> QtCore.QRectF:
@@ -220,7 +47,7 @@ class SpectrogramView(TimeView):
 
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
-        self._graphics = pg.GraphicsLayoutWidget()
+        self._graphics = time_graphics()
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self._graphics)
@@ -246,13 +73,13 @@ class SpectrogramView(TimeView):
             self._add_time_plot(plot)
 
         self._level_bar = pg.ColorBarItem(values=(FLOOR_DB, 0.0), colorMap=pg.colormap.get(LEVEL_CMAP),
-                                          label="Level (dB FS)", interactive=False)
+                                          label="Level (dB FS)", interactive=False, width=COLOR_BAR_WIDTH)
         self._level_bar.setImageItem(self._images[:2])
-        self._graphics.addItem(self._level_bar, row=0, col=1, rowspan=2)
+        reserve_right_column(self._graphics, self._level_bar, row=0, rowspan=2)
         self._diff_bar = pg.ColorBarItem(values=(-20.0, 20.0), colorMap=pg.colormap.get(DIFF_CMAP),
-                                         label="V − R (dB)", interactive=False)
+                                         label="V − R (dB)", interactive=False, width=COLOR_BAR_WIDTH)
         self._diff_bar.setImageItem(self._images[2])
-        self._graphics.addItem(self._diff_bar, row=2, col=1)
+        reserve_right_column(self._graphics, self._diff_bar, row=2)
         self._t_end: float | None = None
 
     # ----- interface -------------------------------------------------------------------------
@@ -340,6 +167,13 @@ class SpectrogramView(TimeView):
         list of pyqtgraph.ImageItem
         """
         return list(self._images)
+
+    def set_version_label(self, label: str) -> None:
+        """Name the version shown (e.g. "V2") on the degraded and difference rows and the difference bar."""
+        label = label or "V"
+        for plot, text in zip(self._time_plots[1:], (label, f"{label} − R")):
+            plot.setLabel("left", text)
+        self._diff_bar.getAxis("left").setLabel(f"{label} − R (dB)")
 
     def clear(self) -> None:
         """Remove all three images."""

@@ -14,153 +14,18 @@ clip-to-view then work on that small array.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
-import numpy as np
 from PySide6 import QtWidgets
 
 import pyqtgraph as pg
 
 from deepaq_core.audio.buffer import AudioBuffer
+from deepaq_core.audio.display import (  # noqa: F401  (the DSP lives in core; re-exported)
+    BASE_BLOCK, COARSEST_BLOCKS, LEVEL_FACTOR, WaveformEnvelope, compute_envelope,
+)
 
-from .base import REFERENCE_COLOR, TimeView, make_time_plot, show_whole_time, version_color
-
-BASE_BLOCK = 256  # samples per block of the finest level (5.3 ms at 48 kHz)
-LEVEL_FACTOR = 4  # each level merges this many blocks of the one below
-COARSEST_BLOCKS = 2048  # stop once a level has at most this many blocks
-
-
-@dataclass(frozen=True, eq=False)
-class WaveformEnvelope:
-    """A min/max pyramid of a signal, all channels folded together.
-
-    Attributes
-    ----------
-    samples : ndarray, shape [C, N]
-        The signal itself (a reference, not a copy), used once zoomed in past the finest level.
-    sample_rate : int
-        Hz.
-    blocks : tuple of int
-        Block length in samples of each level, finest first.
-    minima, maxima : tuple of ndarray
-        Per level, the minimum / maximum over all channels and the samples of each block
-        (the last block may be partial).
-    """
-
-    samples: np.ndarray
-    sample_rate: int
-    blocks: tuple[int, ...]
-    minima: tuple[np.ndarray, ...]
-    maxima: tuple[np.ndarray, ...]
-
-    @property
-    def num_samples(self) -> int:
-        """Samples per channel."""
-        return int(self.samples.shape[1])
-
-    @property
-    def duration_s(self) -> float:
-        """Duration in seconds."""
-        return self.num_samples / self.sample_rate
-
-    @property
-    def peak(self) -> float:
-        """Largest absolute sample value (0 for an empty signal)."""
-        if not self.minima or self.minima[-1].size == 0:
-            return 0.0
-        return float(max(-self.minima[-1].min(), self.maxima[-1].max()))
-
-    def points(self, i0: int, i1: int, max_points: int) -> tuple[np.ndarray, np.ndarray]:
-        """Envelope points covering samples ``[i0, i1)`` at a useful resolution.
-
-        Picks the coarsest level that still has at least ``max_points / 2`` blocks in the range
-        and returns its minima and maxima interleaved (``x`` = block centres in samples, each twice),
-        which pyqtgraph draws as a filled-looking zigzag. Below the finest level it returns the
-        raw samples (min and max over channels, interleaved).
-
-        Parameters
-        ----------
-        i0, i1 : int
-            Sample range, clipped to the signal.
-        max_points : int
-            Rough budget, typically twice the plot width in pixels.
-
-        Returns
-        -------
-        x : ndarray of float64
-            Positions in samples.
-        y : ndarray of float32
-            Values, same length as ``x``.
-        """
-        n = self.num_samples
-        i0, i1 = max(0, int(i0)), min(n, int(i1))
-        if i1 <= i0:
-            return np.empty(0), np.empty(0, np.float32)
-        per_block = (i1 - i0) / max(1, max_points // 2)
-        level = -1
-        for k, block in enumerate(self.blocks):
-            if block <= per_block:
-                level = k
-        if level < 0:
-            seg = self.samples[:, i0:i1]
-            if seg.shape[0] == 1:
-                # Mono at sample resolution: the waveform itself, no need to double the points.
-                return np.arange(i0, i1, dtype=np.float64), seg[0]
-            lo, hi = seg.min(axis=0), seg.max(axis=0)
-            centres = np.arange(i0, i1, dtype=np.float64)
-        else:
-            block = self.blocks[level]
-            b0, b1 = i0 // block, -(-i1 // block)
-            lo, hi = self.minima[level][b0:b1], self.maxima[level][b0:b1]
-            centres = (np.arange(b0, b0 + lo.size, dtype=np.float64) + 0.5) * block
-        y = np.empty(2 * lo.size, np.float32)
-        y[0::2], y[1::2] = lo, hi
-        return np.repeat(centres, 2), y
-
-
-def compute_envelope(buffer: AudioBuffer) -> WaveformEnvelope:
-    """Build the min/max pyramid of ``buffer`` (pure; safe to run in a worker thread).
-
-    Parameters
-    ----------
-    buffer : AudioBuffer
-        Any number of channels; they are folded into one envelope.
-
-    Returns
-    -------
-    WaveformEnvelope
-    """
-    samples = buffer.samples
-    n = samples.shape[1]
-    full = (n // BASE_BLOCK) * BASE_BLOCK
-    lo = hi = None
-    for ch in samples:
-        # reshape + reduce over a 256-long inner axis: one pass, no temporaries (0.13 s for
-        # 172.8 M samples vs 0.42 s with 64-sample blocks, where numpy's per-row overhead dominates).
-        body = ch[:full].reshape(-1, BASE_BLOCK)
-        c_lo, c_hi = body.min(axis=1), body.max(axis=1)
-        if full < n:
-            c_lo = np.append(c_lo, ch[full:].min())
-            c_hi = np.append(c_hi, ch[full:].max())
-        lo = c_lo if lo is None else np.minimum(lo, c_lo)
-        hi = c_hi if hi is None else np.maximum(hi, c_hi)
-    if lo is None or lo.size == 0:
-        lo = hi = np.empty(0, np.float32)
-    blocks, minima, maxima = [BASE_BLOCK], [lo], [hi]
-    while minima[-1].size > COARSEST_BLOCKS:
-        prev_lo, prev_hi = minima[-1], maxima[-1]
-        pad = (-prev_lo.size) % LEVEL_FACTOR
-        if pad:
-            # Edge values repeat harmlessly under min/max.
-            prev_lo = np.concatenate([prev_lo, np.repeat(prev_lo[-1:], pad)])
-            prev_hi = np.concatenate([prev_hi, np.repeat(prev_hi[-1:], pad)])
-        minima.append(prev_lo.reshape(-1, LEVEL_FACTOR).min(axis=1))
-        maxima.append(prev_hi.reshape(-1, LEVEL_FACTOR).max(axis=1))
-        blocks.append(blocks[-1] * LEVEL_FACTOR)
-    for arr in (*minima, *maxima):
-        arr.flags.writeable = False
-    return WaveformEnvelope(samples=samples, sample_rate=int(buffer.sample_rate), blocks=tuple(blocks),
-                            minima=tuple(minima), maxima=tuple(maxima))
+from .base import (REFERENCE_COLOR, TimeView, make_time_plot, reserve_right_column, show_whole_time, time_graphics,
+                   version_color)
 
 
 class WaveformView(TimeView):
@@ -192,7 +57,7 @@ class WaveformView(TimeView):
 
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
-        self._graphics = pg.GraphicsLayoutWidget()
+        self._graphics = time_graphics()
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self._graphics)
@@ -222,6 +87,7 @@ class WaveformView(TimeView):
             vb = plot.getViewBox()
             vb.sigXRangeChanged.connect(lambda *_a, r=row: self._refresh(r))
             vb.sigResized.connect(lambda *_a, r=row: self._refresh(r))
+        reserve_right_column(self._graphics, rowspan=2)  # no colour bar: the same margin as the others
         self._set_labels(("Reference", "Version"))
 
     # ----- interface -------------------------------------------------------------------------

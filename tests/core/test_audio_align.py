@@ -402,3 +402,15 @@ def test_phase_shifted_burst_train_aligns_near_zero():
     shifted = np.imag(scipy.signal.hilbert(x))
     est = find_lag(x.astype(np.float32), shifted.astype(np.float32), sr)
     assert abs(est.lag) < 0.01 * sr
+
+
+def test_apply_alignment_is_the_one_place_a_lag_polarity_and_gain_are_applied():
+    from deepaq_core.audio.pair import apply_alignment
+
+    x = np.arange(1, 11, dtype=np.float32)[None, :]  # degraded[n + lag] ~ reference[n]
+    late = apply_alignment(x, 3, 0, 10)
+    np.testing.assert_array_equal(late[0], [4, 5, 6, 7, 8, 9, 10, 0, 0, 0])  # padded with silence
+    early = apply_alignment(x, -2, 0, 5, inverted=True, gain_db=20 * np.log10(2.0))
+    np.testing.assert_allclose(early[0], [0, 0, -2, -4, -6])
+    view = apply_alignment(x, 2, 1, 4)
+    assert np.shares_memory(view, x) and view.tolist() == [[4, 5, 6]]  # nothing to change: no copy

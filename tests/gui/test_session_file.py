@@ -63,8 +63,8 @@ def project(tmp_path):
     s.add_version(Session.read_track(folder / "a.wav", label="version A"))
     s.add_version(Session.read_track(folder / "b.wav"))
     s.set_settings(ScoreSettings(align=False, window_s=2.0))
-    s.results[0] = fake_result(s.reference, s.versions[0], 80.0)
-    s.results[1] = fake_result(s.reference, s.versions[1], 60.0)
+    s.set_result(0, fake_result(s.reference, s.versions[0], 80.0))
+    s.set_result(1, fake_result(s.reference, s.versions[1], 60.0))
     extra = {"current": 2, "shown_version": 1, "loop": [0.25, 0.75],
              "blind_logs": [{"trial": 1, "answer": "A", "correct": True}]}
     return folder, s, extra

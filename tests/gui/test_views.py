@@ -33,9 +33,6 @@ from deepaq_gui.views import (  # noqa: E402
     SpectrogramView,
     TimeMatrixView,
     WaveformView,
-    compute_envelope,
-    compute_spectrogram,
-    difference_spectrogram,
     export_curves_csv,
     export_png,
     export_scores_json,
@@ -147,63 +144,6 @@ def double_click(widget, plot, x: float, y: float) -> None:
     send_mouse(widget, plot, EV.MouseButtonRelease, x, y, NO_BUTTON, LEFT)
 
 
-# ----- spectrogram maths ---------------------------------------------------------------------------
-def test_compute_spectrogram_sine_peak_time_axis_and_column_limit():
-    seconds = 3.0
-    t = np.arange(int(seconds * SR)) / SR
-    x = np.sin(2 * np.pi * 1000 * t).astype(np.float32)
-    times, freqs, db = compute_spectrogram(x, SR, max_columns=300)
-    assert db.shape == (freqs.size, times.size)
-    assert times.size <= 300
-    bin_hz = freqs[1] - freqs[0]
-    peak_hz = freqs[np.argmax(db[:, times.size // 2])]
-    assert abs(peak_hz - 1000) <= bin_hz
-    # A full-scale sine reads about 0 dB (Hann scalloping costs at most ~1.5 dB).
-    assert -2.0 < db[:, times.size // 2].max() <= 0.5
-    assert times[0] <= 0.05 and times[-1] >= seconds - 0.05 and times[-1] <= seconds + 0.1
-    assert np.all(np.diff(times) > 0)
-
-
-def test_compute_spectrogram_merges_bins_into_max_rows():
-    t = np.arange(SR * 2) / SR
-    x = np.sin(2 * np.pi * 1000 * t).astype(np.float32)
-    full_t, full_f, full_db = compute_spectrogram(x, SR, max_columns=200)
-    times, freqs, db = compute_spectrogram(x, SR, max_columns=200, max_rows=100)
-    assert db.shape == (freqs.size, times.size) and freqs.size <= 100 and np.array_equal(times, full_t)
-    band = freqs[1] - freqs[0]
-    assert abs(freqs[np.argmax(db[:, times.size // 2])] - 1000) <= band
-    assert freqs.size == 100  # exactly max_rows bands, not fewer
-    # Mean power over each band: the band holding the sine has its power divided by the band's bins.
-    edges = np.linspace(0, full_f.size, 101).astype(int)
-    k = int(np.argmax(db[:, times.size // 2]))
-    power = np.mean(10 ** (full_db[edges[k]:edges[k + 1], times.size // 2] / 10))
-    assert db[k, times.size // 2] == pytest.approx(10 * np.log10(power), abs=1e-3)
-    assert np.all(np.diff(freqs) > 0) and abs(np.diff(freqs).std()) < 0.05 * np.diff(freqs).mean()
-    assert compute_spectrogram(x, SR, max_columns=200, max_rows=5000)[2].shape == full_db.shape
-
-
-def test_compute_spectrogram_long_signal_averages_into_max_columns():
-    x = np.random.default_rng(0).standard_normal(SR * 120).astype(np.float32) * 0.1
-    times, freqs, db = compute_spectrogram(x, SR, max_columns=500)
-    assert 400 <= times.size <= 500
-    assert times[-1] >= 119.5
-    # White noise averaged over many frames per column: a flat, steady spectrum.
-    assert np.std(db[10:-10].mean(axis=0)) < 0.5
-
-
-def test_difference_of_identical_signals_is_zero_and_grids_can_differ():
-    x = np.random.default_rng(1).standard_normal(SR * 2).astype(np.float32) * 0.1
-    spec = compute_spectrogram(x, SR, max_columns=200)
-    _t, _f, diff = difference_spectrogram(spec, spec)
-    assert np.nanmax(np.abs(diff)) < 1e-4
-    # Degraded shorter (its own grid): cells past its end are NaN, the overlap is ~0.
-    short = compute_spectrogram(x[: SR], SR, max_columns=200, grid_samples=x.size)
-    _t, _f, diff = difference_spectrogram(spec, short)
-    covered = np.isfinite(diff[0])
-    assert covered[:5].all() and not covered[-5:].any()
-    assert np.nanmax(np.abs(diff[:, : covered.sum() - 2])) < 1e-3
-
-
 # ----- waveform ----------------------------------------------------------------------------------
 def test_waveform_ten_minutes_sets_up_fast_and_draws_envelopes(qtbot, capsys):
     n = 10 * 60 * SR
@@ -237,17 +177,6 @@ def test_waveform_ten_minutes_sets_up_fast_and_draws_envelopes(qtbot, capsys):
     x = curves[0].xData
     assert 400 <= len(x) <= 600
     np.testing.assert_allclose(curves[0].yData, ref.samples[0, int(round(x[0] * SR)):][: len(x)])
-
-
-def test_waveform_envelope_pyramid_is_exact():
-    rng = np.random.default_rng(3)
-    stereo = AudioBuffer(rng.standard_normal((2, 100_003), dtype=np.float32), SR)
-    env = compute_envelope(stereo)
-    assert env.blocks[0] == 256 and env.minima[-1].size <= 2048
-    assert np.isclose(env.peak, np.abs(stereo.samples).max())
-    x, y = env.points(0, stereo.num_samples, 200)
-    assert y.min() == stereo.samples.min() and y.max() == stereo.samples.max()
-    assert len(x) == len(y) and len(x) < 2000
 
 
 def test_waveform_click_seeks_and_shift_drag_requests_loop(qtbot):
@@ -344,7 +273,16 @@ def test_quality_curve_items_legend_selection_and_worst(qtbot, results):
     curves = view.curve_items()
     assert sorted(curves) == [0, 1, 2]
     assert len(view.plot_item().listDataItems()) == 3
-    assert [label.text for _sample, label in view.legend().items] == ["mp3 128k", "lowpass 3k", "noisy"]
+    # no legend over the curves: each colour is the swatch beside the version's name in the table
+    assert view.plot_item().legend is None
+    table = ScoreTableView()
+    qtbot.addWidget(table)
+    table.set_results(res, names)
+    for row in range(3):
+        index = table.model().index(row, 0)
+        version = table.model().version_at(row)
+        assert index.data(QtCore.Qt.ItemDataRole.DecorationRole) == curves[version].opts["pen"].color()
+        assert index.data() == names[version]
     assert view.selected() == 0
     assert curves[0].opts["pen"].widthF() > curves[1].opts["pen"].widthF()
     worst = res[0].curve.worst(worst_count(res[0].curve))
@@ -425,14 +363,16 @@ def test_layer_heatmap_image_matches_result(qtbot, results):
     assert img.image is None
 
 
-def test_time_matrix_square_aspect_nan_and_click(qtbot, results):
+def test_time_matrix_frames_its_data_nan_and_click(qtbot, results):
     res, _names = results
     view = shown(qtbot, TimeMatrixView(), (600, 600))
     view.set_result(res[0])
     tm = res[0].time_matrix
     img = view.image_item()
     assert img.image.shape == tm.values.shape
-    assert view.plot_item().getViewBox().state["aspectLocked"]
+    (x0, x1), (y0, y1) = view.plot_item().getViewBox().viewRange()  # framed on the data, both durations
+    step_x, step_y = tm.x[1] - tm.x[0], tm.y[1] - tm.y[0]
+    assert (x0, x1) == pytest.approx((tm.x[0], tm.x[-1] + step_x)) and (y0, y1) == pytest.approx((tm.y[0], tm.y[-1] + step_y))
     QtWidgets.QApplication.processEvents()
     assert img.qimage.pixelColor(5, 0).alpha() == 0  # row 0 is NaN
     ref_t = tm.y[20] + 0.01
