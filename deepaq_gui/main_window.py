@@ -17,6 +17,7 @@ from deepaq_gui.jobs import (LoadedFiles, ModelHolder, ModelReady, PreparedAudio
 from deepaq_gui.playback import PlaybackEngine
 from deepaq_gui.session import Session
 from deepaq_gui.views.heatmap import LayerHeatmapView
+from deepaq_gui.views.ladder import open_ladder
 from deepaq_gui.views.live_score import LiveScoreLabel
 from deepaq_gui.views.matrix import TimeMatrixView
 from deepaq_gui.views.quality_curve import QualityCurveView
@@ -183,6 +184,7 @@ class MainWindow(QtWidgets.QMainWindow):
         f.addAction("Open &reference…", self.ask_reference, QtGui.QKeySequence.Open)
         f.addAction("&Add degraded versions…", self.ask_versions, QtGui.QKeySequence("Ctrl+D"))
         self.generate_action = f.addAction("&Generate degraded versions…", self.ask_generate, QtGui.QKeySequence("Ctrl+G"))
+        f.addAction("Open &ladder (rate-quality)…", lambda: open_ladder(self))
         f.addSeparator()
         f.addAction("Open &session…", self.ask_session, QtGui.QKeySequence("Ctrl+Shift+O"))
         self.recent_menu = f.addMenu("Open &recent session")
