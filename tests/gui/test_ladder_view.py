@@ -105,17 +105,7 @@ def test_a_folder_without_a_ladder_gives_a_message_not_a_crash(qtbot, tmp_path):
 def test_scoring_runs_in_a_worker_and_fills_the_plot(qtbot, tmp_path):
     """A real ladder folder scored with the built-in model: the window stays responsive (the call returns at
     once), snapshots arrive, and the end result has a score for every file."""
-    sr = 48000
-    for k, song in enumerate(("one", "two")):
-        x = music_like(1.5, sr, seed=30 + k)
-        sf.write(tmp_path / f"{song}.flac", x, sr)
-        d = tmp_path / f"{song}_versions"
-        d.mkdir()
-        rng = np.random.default_rng(k)
-        for codec, rates in (("mp3", (64, 128)), ("aac", (48, 96))):
-            for r in rates:
-                noise = rng.standard_normal(x.shape) * np.sqrt(np.mean(x ** 2)) * 10 ** (-(r / 4) / 20)
-                sf.write(d / f"{song}_{codec}_{r}kbps.flac", x + noise, sr)
+    _noise_ladder(tmp_path)
     w = LadderWindow(str(tmp_path), "compact", "cpu")
     qtbot.addWidget(w)
     assert w.is_busy()  # returned at once, work continues in the worker
@@ -128,3 +118,50 @@ def test_scoring_runs_in_a_worker_and_fills_the_plot(qtbot, tmp_path):
     for c in snap.curves.values():
         assert c.n.tolist() == [2, 2] and c.mean[1] > c.mean[0]  # less noise at the higher rate
     assert w.anchor_combo.currentText() == "mp3" and w.test_combo.currentText() == "aac"
+
+
+def _noise_ladder(folder, sr=48000, seconds=1.5, items=("one", "two"),
+                  codecs=(("mp3", (64, 128)), ("aac", (48, 96)))):
+    for k, song in enumerate(items):
+        x = music_like(seconds, sr, seed=30 + k)
+        sf.write(folder / f"{song}.flac", x, sr)
+        d = folder / f"{song}_versions"
+        d.mkdir()
+        rng = np.random.default_rng(k)
+        for codec, rates in codecs:
+            for r in rates:
+                noise = rng.standard_normal(x.shape) * np.sqrt(np.mean(x ** 2)) * 10 ** (-(r / 4) / 20)
+                sf.write(d / f"{song}_{codec}_{r}kbps.flac", x + noise, sr)
+
+
+def test_file_menu_opens_a_ladder_window_with_the_window_model(qtbot, tmp_path, monkeypatch):
+    from PySide6 import QtWidgets
+
+    from deepaq_gui.main_window import MainWindow
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    _noise_ladder(tmp_path, items=("one",), codecs=(("mp3", (64,)),))
+    main = MainWindow(device="cpu", audio_backend="null")
+    qtbot.addWidget(main)
+    actions = [a for a in main.menuBar().actions()[0].menu().actions() if "ladder" in a.text().lower()]
+    assert len(actions) == 1
+    monkeypatch.setattr(QtWidgets.QFileDialog, "getExistingDirectory", lambda *a, **k: str(tmp_path))
+    actions[0].trigger()
+    ladders = [w for w in main.findChildren(LadderWindow)]
+    assert len(ladders) == 1 and ladders[0].path == str(tmp_path) and ladders[0].device == "cpu"
+    assert ladders[0].model == main.session.model_name and ladders[0].isWindow()
+    with qtbot.waitSignal(ladders[0].finished, timeout=TIMEOUT_MS):
+        pass
+    assert ladders[0].table.rowCount() == 1
+    ladders[0].close()
+    main.close()
+
+
+def test_cancel_stops_scoring_and_says_so(qtbot, tmp_path):
+    _noise_ladder(tmp_path, seconds=4.0)
+    w = LadderWindow(str(tmp_path), "compact", "cpu")
+    qtbot.addWidget(w)
+    with qtbot.waitSignal(w.finished, timeout=TIMEOUT_MS):
+        w.cancel()
+    assert "cancelled" in w.last_message.lower()
+    assert not w.cancel_button.isEnabled()
