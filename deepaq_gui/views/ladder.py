@@ -2,7 +2,7 @@
 
 Opened from File > Open ladder… on a folder (or manifest) that
 :func:`deepaq_core.evaluation.rate_quality.read_rate_ladder` reads. Reading and scoring run in a
-:class:`deepaq_gui.workers.Worker` on the window's own one-thread pool; each finished file arrives
+:class:`deepaq_gui.workers.Worker` in Qt's global thread pool; each finished file arrives
 as a :class:`LadderSnapshot` with the curves already computed, so the UI thread only draws. The
 Bjøntegaard-delta figures between the two chosen codecs are a polynomial fit of a few points,
 computed when the choice changes.
@@ -33,6 +33,9 @@ from deepaq_gui.views.export import export_png, export_svg
 from deepaq_gui.workers import Worker
 
 log = logging.getLogger(__name__)
+
+
+_RUNNING: set[Worker] = set()  # ladder scorings not yet ended (see LadderWindow.start)
 
 
 @dataclass(frozen=True)
@@ -131,8 +134,6 @@ class LadderWindow(QtWidgets.QWidget):
         self.resize(1000, 720)
         self.snapshot: LadderSnapshot | None = None
         self.worker: Worker | None = None
-        self.pool = QtCore.QThreadPool(self)
-        self.pool.setMaxThreadCount(1)
         self.last_message = ""
         self._items: list = []
         self._build()
@@ -215,13 +216,16 @@ class LadderWindow(QtWidgets.QWidget):
         w.signals.partial.connect(self._partial)
         w.signals.finished.connect(self._finished)
         w.signals.errored.connect(self._errored)
-        w.signals.cancelled.connect(lambda: self._say("Scoring cancelled; the plot shows the files scored so far.",
-                                                      "info"))
-        w.signals.done.connect(lambda w=w: self._done(w))
+        w.signals.cancelled.connect(self._cancelled)
+        w.signals.done.connect(self._done)
+        # Kept alive here until it ends, so closing the window never waits for the file being scored:
+        # the job stops at its next check, and its signals no longer reach the closed window.
+        _RUNNING.add(w)
+        w.signals.done.connect(lambda w=w: _RUNNING.discard(w))
         self.worker = w
         self.cancel_button.setEnabled(True)
         self.progress.setValue(0)
-        w.start(self.pool)
+        w.start(QtCore.QThreadPool.globalInstance())
 
     def cancel(self) -> None:
         if self.worker is not None and not self.worker.is_done:
@@ -251,8 +255,11 @@ class LadderWindow(QtWidgets.QWidget):
             log.error("ladder scoring failed: %s\n%s", message, tb)
         self._say(message, "error")
 
-    def _done(self, w: Worker) -> None:
-        if w is self.worker:
+    def _cancelled(self) -> None:
+        self._say("Scoring cancelled; the plot shows the files scored so far.", "info")
+
+    def _done(self) -> None:
+        if self.worker is not None and self.worker.is_done:
             self.cancel_button.setEnabled(False)
             self.finished.emit()
 

@@ -165,3 +165,16 @@ def test_cancel_stops_scoring_and_says_so(qtbot, tmp_path):
         w.cancel()
     assert "cancelled" in w.last_message.lower()
     assert not w.cancel_button.isEnabled()
+
+
+def test_closing_the_window_while_scoring_is_clean(qtbot, tmp_path):
+    from deepaq_gui.views import ladder
+
+    _noise_ladder(tmp_path, seconds=3.0)
+    w = LadderWindow(str(tmp_path), "compact", "cpu")
+    worker = w.worker
+    assert worker in ladder._RUNNING
+    w.close()  # deletes the window; the scoring stops at its next check, off the UI thread
+    qtbot.waitUntil(lambda: worker.is_done, timeout=TIMEOUT_MS)
+    qtbot.wait(50)  # the queued 'done' reaches the module's bookkeeping
+    assert worker not in ladder._RUNNING
