@@ -468,7 +468,8 @@ class SpectrogramView(TimeView):
             raise ValueError(f"unknown frequency scale {scale!r}; choose from {', '.join(FREQ_SCALES)}")
         self.freq_scale = scale
         if self.scale_combo.currentText() != scale:
-            self.scale_combo.setCurrentText(scale)
+            with QtCore.QSignalBlocker(self.scale_combo):  # no second redraw through the combo's signal
+                self.scale_combo.setCurrentText(scale)
         for plot in self._time_plots:
             plot.getAxis("left").scale_name = scale
             plot.getAxis("left").picture = None  # ticks depend on the scale, not only the range
@@ -479,7 +480,8 @@ class SpectrogramView(TimeView):
         """Colour range of the level images: ``range_db`` below the peak (no recomputation)."""
         self.range_db = float(range_db)
         if self.range_db in RANGES_DB and self.range_combo.currentIndex() != RANGES_DB.index(self.range_db):
-            self.range_combo.setCurrentIndex(RANGES_DB.index(self.range_db))
+            with QtCore.QSignalBlocker(self.range_combo):
+                self.range_combo.setCurrentIndex(RANGES_DB.index(self.range_db))
         levels = (self._top_db - self.range_db, self._top_db)
         self._level_bar.setLevels(levels)
         for image in self._images[:2]:
