@@ -2,11 +2,14 @@
 
 The generated versions (real codec ladders when the encoders are installed, low-pass and noise at
 a few strengths) are written once to the user's cache folder as FLAC, so they behave like any
-opened file (hashes, caching, export). A missing encoder just leaves its rung out.
+opened file (hashes, caching, export). A missing encoder just leaves its rung out. The cache
+folder is named after the reference's content, so a new demo reference never meets versions made
+from an older one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 from pathlib import Path
@@ -36,6 +39,15 @@ def cache_dir() -> Path:
     return Path(base) / "deepaq" / "demo"
 
 
+def reference_tag(path: str | os.PathLike) -> str:
+    """The first 12 hex digits of the SHA-256 of a file's bytes (names the cache of its versions)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:12]
+
+
 def demo_job():
     """A worker job (:class:`deepaq_gui.workers.Worker`): generates the missing demo versions and
     returns ``(reference path, [version paths])``. Encoding takes seconds the first time, so it
@@ -50,7 +62,7 @@ def demo_job():
 
         ref = demo_dir() / "demo_reference.flac"
         versions = [str(demo_dir() / "demo_mp3_64k.flac")]
-        out = cache_dir()
+        out = cache_dir() / reference_tag(ref)
         out.mkdir(parents=True, exist_ok=True)
         audio = None
         tools = available_codecs()

@@ -13,6 +13,7 @@ def build_menus(w) -> None:
     f.addAction("Open &reference…", w.ask_reference, QtGui.QKeySequence.Open)
     f.addAction("&Add degraded versions…", w.ask_versions, QtGui.QKeySequence("Ctrl+D"))
     w.generate_action = f.addAction("&Generate degraded versions…", w.ask_generate, QtGui.QKeySequence("Ctrl+G"))
+    f.addAction("Open &ladder (rate-quality)…", lambda: _open_ladder(w))
     f.addSeparator()
     f.addAction("Open &session…", w.ask_session, QtGui.QKeySequence("Ctrl+Shift+O"))
     w.recent_menu = f.addMenu("Open &recent session")
@@ -104,3 +105,9 @@ def _restore_autosave(w) -> None:
     from deepaq_gui.session_file import autosave_path
 
     w.ctl.load_session_file(str(autosave_path()))
+
+
+def _open_ladder(w) -> None:
+    from deepaq_gui.views.ladder import open_ladder
+
+    open_ladder(w)

@@ -37,10 +37,10 @@ FLOOR_DB = -120.0
 _BATCH_SAMPLES = 1 << 22
 
 
-#: Frequency rows drawn (bins merged above this). A spectrogram plot is a few hundred pixels tall;
-#: drawing all 1025 bins of a 2048-point FFT cost the UI thread 30 ms per first paint of the
-#: three images on a 5-minute file (docs/PERFORMANCE.md).
-DISPLAY_ROWS = 256
+#: Frequency bands computed for display (bins merged above this); the spectrogram view resamples
+#: them onto the rows of its chosen frequency axis. 512 bands (47 Hz at 48 kHz) keep the low end of
+#: a log or mel axis from turning into a few tall blocks.
+DISPLAY_ROWS = 512
 
 
 def compute_spectrogram(samples_1d: np.ndarray, sr: int, max_columns: int = 2000, n_fft: int | None = None,

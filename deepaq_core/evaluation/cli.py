@@ -6,7 +6,7 @@ Loaded by :mod:`deepaq_core.cli` through :func:`register`. Registration only bui
 Four modes::
 
     deepaq eval MANIFEST.csv --subjective-col subjective_mean --group-col target
-    deepaq eval --ladder DIR_OR_MANIFEST                     # known intensities, no listeners
+    deepaq eval --ladder DIR_OR_MANIFEST [--anchor CODEC]    # known intensities, no listeners
     deepaq eval --make-ladder CLEAN.flac ... --families mp3,opus,lowpass --excerpt-s 6
     deepaq eval --suite dev [FOLDER]                         # every dev set, one table each
 
@@ -14,6 +14,12 @@ Each writes to ``--out`` (default ``deepaq_eval/``): ``items.csv`` (per item and
 seconds, error), ``summary.md`` (printed too), ``summary.json`` and, except for ``--suite``, a
 PNG (``scatter.png`` or ``ladder.png``; needs matplotlib). The suite is described in
 :mod:`deepaq_core.evaluation.suite`.
+
+A ladder with codec rungs at several bitrates (a manifest's ``family``/``param``/``unit`` columns,
+or a folder of files named like ``song_mp3_64kbps.flac``, see
+:mod:`deepaq_core.evaluation.rate_quality`) also gets, per metric, the mean score per codec and
+bitrate with a 95% CI across excerpts and each codec's Bjøntegaard-delta rate against
+``--anchor``; these are printed and written to ``rate_quality.csv``.
 """
 
 from __future__ import annotations
@@ -55,6 +61,9 @@ def register(subparsers) -> dict:
     lad = p.add_argument_group("ladders (no listener scores)")
     lad.add_argument("--ladder", metavar="DIR_OR_CSV", help="evaluate a ladder manifest (reference, degraded, "
                      "intensity, group), or a folder holding manifest.csv")
+    lad.add_argument("--anchor", metavar="CODEC", default=None,
+                     help="--ladder with codec rungs: the codec the others' Bjontegaard-delta rate is measured "
+                     "against (default: mp3 if present, else the first codec by name)")
     lad.add_argument("--make-ladder", nargs="+", metavar="CLEAN", help="generate a ladder from these clean files "
                      "with deepaq degrade, then evaluate it")
     lad.add_argument("--families", default=DEFAULT_FAMILIES,
@@ -166,16 +175,33 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 raise DeePAQError(f"Clean file '{f}' not found.")
         ladder_path = make_ladder_set(args.make_ladder, families, args.ladder_dir or os.path.join(args.out, "ladder"),
                                       excerpt_s=args.excerpt_s, say=_say)
+    if args.anchor and not ladder_path:
+        raise DeePAQError("--anchor goes with --ladder or --make-ladder.")
+    rows = None
     if ladder_path and os.path.isdir(ladder_path):
-        ladder_path = os.path.join(ladder_path, "manifest.csv")
+        if os.path.isfile(os.path.join(ladder_path, "manifest.csv")):
+            ladder_path = os.path.join(ladder_path, "manifest.csv")
+        else:  # a folder of codec versions named by bitrate (e.g. the app's Generate dialog output)
+            from deepaq_core.evaluation.rate_quality import read_rate_ladder, rows_from_points
+
+            rows = rows_from_points(read_rate_ladder(ladder_path))
+            ladder_path = os.path.join(ladder_path, "manifest.csv")  # where the outputs say it came from
     manifest = ladder_path or args.manifest
     ladder = bool(ladder_path)
     clean = _clean_files(args.clean)
-    rows = load_manifest(
-        manifest, reference_col=args.reference_col, degraded_col=args.degraded_col,
-        subjective_col=args.subjective_col or ("intensity" if ladder else "subjective"),
-        group_col=args.group_col or ("group" if ladder else None), require_reference=not clean,
-    )
+    if rows is None:
+        rows = load_manifest(
+            manifest, reference_col=args.reference_col, degraded_col=args.degraded_col,
+            subjective_col=args.subjective_col or ("intensity" if ladder else "subjective"),
+            group_col=args.group_col or ("group" if ladder else None), require_reference=not clean,
+        )
+    if ladder and args.anchor:
+        from deepaq_core.evaluation.rate_quality import points_from_rows
+
+        codecs = sorted({p.codec for p in points_from_rows(rows)[1]})
+        if args.anchor.lower() not in codecs:
+            raise DeePAQError(f"--anchor {args.anchor}: the ladder has no rungs of that codec (it has "
+                              f"{', '.join(codecs) or 'no codec rungs'}).")
     metrics = build_metrics(args.model, args.peers or "all", device=args.device, output=args.deepaq_output,
                             clean=clean, allow_unverified=args.allow_unverified)
     runs = run_metrics(rows, metrics, say=_say, debug=args.debug)
@@ -275,6 +301,10 @@ def _write_ladder(args, rows, runs, base: str, title: str) -> str:
 
     stats = evaluate_ladder(rows, runs)
     text = f"## {title}: ladder agreement ({len(rows)} rows)\n\n" + report.ladder_markdown(stats, runs)
+    rq = _rate_quality(args, rows, runs)
+    if rq:
+        text += "\n" + rq["text"]
+        stats = {**stats, "rate_quality": rq["json"]}
     report.write_items_csv(os.path.join(args.out, "items.csv"), rows, runs, base=base)
     report.write_json(os.path.join(args.out, "summary.json"),
                       {"metrics": [r.info for r in runs], "n_rows": len(rows), "ladder": stats})
@@ -285,3 +315,45 @@ def _write_ladder(args, rows, runs, base: str, title: str) -> str:
         if png is None:
             _say("no plot: matplotlib is not installed (pip install matplotlib).")
     return text
+
+
+def _rate_quality(args, rows, runs) -> dict | None:
+    """Rate-quality tables and BD-rates of the ladder's codec rungs, per metric; writes rate_quality.csv.
+
+    DeePAQ models contribute their 0-100 score, other metrics their value in quality orientation
+    (higher = better). None when the ladder has no codec rungs with a bitrate.
+    """
+    import numpy as np
+
+    from deepaq_core.evaluation.rate_quality import (bd_table, curves_markdown, default_anchor, points_from_rows,
+                                                     rate_quality, write_rate_csv)
+
+    idx, points = points_from_rows(rows)
+    if not points:
+        return None
+    parts, payload, tables = [], {}, []
+    for run in runs:
+        if run.info.get("kind") == "deepaq":
+            values = run.extras.get("score") if run.info.get("output") == "distance" else run.values
+            label = "score"
+        else:
+            values, label = run.quality, "quality"
+        if values is None:
+            continue
+        curves = rate_quality(points, np.asarray(values, dtype=np.float64)[idx])
+        if not curves:
+            continue
+        anchor = args.anchor.lower() if args.anchor else default_anchor(curves)
+        bd = bd_table(curves, anchor) if len(curves) > 1 else []
+        parts.append(curves_markdown(curves, anchor, title=f"{run.name}: ", bd=bd, value_name=label))
+        payload[run.name] = {
+            "anchor": anchor,
+            "curves": {c: {"kbps": k.kbps.tolist(), "mean": k.mean.tolist(), "ci_low": k.low.tolist(),
+                           "ci_high": k.high.tolist(), "n": k.n.tolist()} for c, k in curves.items()},
+            "bd": bd,
+        }
+        tables.append({"metric": run.name, "curves": curves, "bd": bd, "anchor": anchor})
+    if not parts:
+        return None
+    write_rate_csv(os.path.join(args.out, "rate_quality.csv"), tables)
+    return {"text": "\n".join(parts), "json": payload}
