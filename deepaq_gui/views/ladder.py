@@ -427,8 +427,9 @@ def open_ladder(parent: QtWidgets.QWidget, path: str | None = None) -> LadderWin
                                                           "named like song_mp3_64kbps.flac, or with a manifest.csv)")
         if not path:
             return None
-    session = getattr(parent, "session", None)
-    holder = getattr(parent, "holder", None)
+    owner = getattr(parent, "ctl", parent)  # the app's controller holds the session and the model
+    session = getattr(owner, "session", None)
+    holder = getattr(owner, "holder", None)
     w = LadderWindow(path, getattr(session, "model_name", None), getattr(holder, "device", "auto"), parent,
                      allow_unverified=getattr(holder, "allow_unverified", False))
     if hasattr(parent, "message"):

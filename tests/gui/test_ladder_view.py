@@ -149,7 +149,7 @@ def test_file_menu_opens_a_ladder_window_with_the_window_model(qtbot, tmp_path, 
     actions[0].trigger()
     ladders = [w for w in main.findChildren(LadderWindow)]
     assert len(ladders) == 1 and ladders[0].path == str(tmp_path) and ladders[0].device == "cpu"
-    assert ladders[0].model == main.session.model_name and ladders[0].isWindow()
+    assert ladders[0].model == main.ctl.session.model_name and ladders[0].isWindow()
     with qtbot.waitSignal(ladders[0].finished, timeout=TIMEOUT_MS):
         pass
     assert ladders[0].table.rowCount() == 1
