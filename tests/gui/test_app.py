@@ -113,6 +113,10 @@ def test_exports(qtbot, window, signals, tmp_path):
     _open_and_wait(qtbot, window, [signals["ref"], signals["lp"]])
     from deepaq_gui.main_window import VIEW_EXPORTS
 
+    # the spectrograms arrive from the audio worker (and may be resampled for their axis in the
+    # view's own thread): wait for all three images before exporting them
+    qtbot.waitUntil(lambda: all(im.image is not None for im in window.spectrogram.image_items()), timeout=15000)
+
     kinds = [("window_png", "w.png"), ("csv", "c.csv"), ("json", "s.json")]
     kinds += [(f"{v}_{fmt}", f"{v}.{fmt}") for v in VIEW_EXPORTS for fmt in ("png", "svg")]
     for kind, name in kinds:
