@@ -47,6 +47,7 @@ from deepaq_core.distance import (
     frame_disturbance,
     power_mean,
     reference_level,
+    sequence_disturbance,
     window_block_means,
 )
 from deepaq_core.errors import AudioError
@@ -500,7 +501,7 @@ class Scorer:
                     deg_frames[first:stop] = d.frames[first + warp.path]
                     warps.append(warp)
                 norm = reference_level(r.frames, d.valid)
-                fd = frame_disturbance(r.frames, deg_frames, spec, norm).astype(np.float32)
+                fd = sequence_disturbance(r.frames, deg_frames, spec, norm).astype(np.float32)
                 fd[~d.valid] = np.nan
                 frame_d.append(fd)
                 curves.append(window_block_means(fd, starts, win, stop, spec))

@@ -22,7 +22,7 @@ from deepaq_core.model.auditory import AuditoryBackbone, AuditoryConfig, auditor
 from deepaq_core.model.bundle import save_bundle  # noqa: E402
 from deepaq_core.model.head import EmbeddingHead, EmbeddingModel  # noqa: E402
 
-VERSION = "0.3.0"
+VERSION = "0.4.0"
 DISTANCE = {
     "type": "loudness_disturbance",
     "mask": 0.1,
@@ -33,7 +33,11 @@ DISTANCE = {
     "block_frames": 24,
     "block_p": 6.0,
     "lost_weight": 2.0,
-    "lost_floor": 0.2,
+    "lost_floor": 0.1,
+    "structure_weight": 2.0,
+    "structure_frames": 16,
+    "structure_cv": 0.2,
+    "structure_tolerance": 0.1,
     "units": "loudness disturbance relative to the reference's mean specific loudness (0 = identical), "
     "lower is better",
 }
@@ -51,7 +55,7 @@ def build(d50: float, power: float, fitted_on: str, results: dict | None, out: P
         version=VERSION,
         status="designed",
         description="Full-band auditory model (48 kHz, ERB bands to 20 kHz, masking, specific loudness) with a "
-        "perceptual loudness-disturbance distance and time-following alignment; no learned weights, score "
+        "perceptual loudness-disturbance distance (with lost-bandwidth and lost-envelope terms) and time-following alignment; no learned weights, score "
         "mapping fitted on listener ratings (see results).",
         training=None,
         results=results,

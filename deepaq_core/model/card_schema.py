@@ -110,6 +110,10 @@ DISTANCE_LIMITS: dict[str, tuple[str, float, float]] = {
     "block_p": ("num", 0.1, 64.0),
     "lost_weight": ("num", 0.0, 100.0),
     "lost_floor": ("num", 0.0, 1000.0),
+    "structure_weight": ("num", 0.0, 100.0),
+    "structure_frames": ("int", 1, 100000),
+    "structure_cv": ("num", 0.0, 100.0),
+    "structure_tolerance": ("num", 0.0, 0.99),
 }
 LOCAL_ALIGNMENT_LIMITS: dict[str, tuple[str, float, float]] = {
     "band_s": ("num", 0.0, 10.0),

@@ -235,3 +235,47 @@ def test_steady_lag_removes_brief_excursions_and_keeps_lasting_steps():
     np.testing.assert_array_equal(got.lag_frames()[:58], want[:58])  # (the last two hit the end)
     assert got.inserted_frames == 2 and got.dropped_frames >= 2  # the step, and the clipped end
     assert steady_lag(warp, 1).path.tolist() != got.path.tolist()
+
+
+def test_lost_structure_sees_unrelated_envelopes_and_ignores_gain_and_steady_bands():
+    from deepaq_core.distance import lost_structure
+
+    spec = DistanceSpec(type="loudness_disturbance", lost_floor=0.1, structure_weight=2.0, structure_frames=16,
+                        structure_cv=0.2, structure_tolerance=0.1)
+    rng = np.random.default_rng(6)
+    ref = rng.gamma(2.0, 0.5, size=(300, 20)) + 0.2  # every band audible and fluctuating
+    np.testing.assert_allclose(lost_structure(ref, ref, spec), 0.0, atol=1e-9)
+    np.testing.assert_allclose(lost_structure(ref, 1.7 * ref, spec), 0.0, atol=1e-9)  # a gain is not damage
+    other = rng.gamma(2.0, 0.5, size=ref.shape) + 0.2  # an unrelated signal with the same statistics
+    assert lost_structure(ref, other, spec).mean() > 0.6
+    # a mild change of the envelope (correlation above 1 - tolerance) is not counted ...
+    mild = ref + 0.05 * rng.normal(size=ref.shape)
+    assert lost_structure(ref, mild, spec).mean() < 0.02
+    # ... an envelope flattened where the reference fluctuates is lost entirely
+    flat = ref.copy()
+    flat[:, :5] = ref[:, :5].mean()
+    np.testing.assert_allclose(lost_structure(ref, flat, spec)[20:-20], 5 / 20, atol=1e-9)
+    # a steady reference band has no structure to lose, and an inaudible one does not count
+    steady = ref.copy()
+    steady[:, :10] = 1.0
+    quiet = ref.copy()
+    quiet[:, :10] *= 0.01
+    for r in (steady, quiet):
+        scrambled = r.copy()
+        scrambled[:, :10] = other[:, :10] * r[:, :10].mean() / other[:, :10].mean()
+        scrambled[:, 10:] = r[:, 10:]
+        assert lost_structure(r, scrambled, spec).mean() < 0.01
+
+
+def test_sequence_disturbance_adds_the_weighted_lost_structure():
+    from deepaq_core.distance import frame_disturbance, lost_structure, sequence_disturbance
+
+    rng = np.random.default_rng(7)
+    ref = rng.gamma(2.0, 0.5, size=(80, 12))
+    deg = np.maximum(ref + rng.normal(0, 0.4, size=ref.shape), 0)
+    off = DistanceSpec(type="loudness_disturbance", lost_weight=1.0, structure_weight=0.0)
+    on = DistanceSpec(type="loudness_disturbance", lost_weight=1.0, structure_weight=2.5)
+    np.testing.assert_allclose(sequence_disturbance(ref, deg, off, 2.0), frame_disturbance(ref, deg, off, 2.0))
+    got = sequence_disturbance(ref, deg, on, 2.0)
+    np.testing.assert_allclose(got, frame_disturbance(ref, deg, on, 2.0) + 2.5 * lost_structure(ref, deg, on))
+    assert np.all(got > frame_disturbance(ref, deg, on, 2.0))
