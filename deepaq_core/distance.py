@@ -160,23 +160,41 @@ def lost_structure(ref: np.ndarray, deg: np.ndarray, spec: DistanceSpec) -> np.n
 
     ref = np.asarray(ref, dtype=np.float64)
     deg = np.asarray(deg, dtype=np.float64)
-    size = max(1, min(int(spec.structure_frames), ref.shape[0]))
-
-    def local_mean(x: np.ndarray) -> np.ndarray:
-        return uniform_filter1d(x, size, axis=0, mode="nearest")
-
-    mr, md = local_mean(ref), local_mean(deg)
-    vr = np.maximum(local_mean(ref * ref) - mr * mr, 0.0)
-    vd = np.maximum(local_mean(deg * deg) - md * md, 0.0)
-    cov = local_mean(ref * deg) - mr * md
+    n, k = ref.shape
+    size = max(1, min(int(spec.structure_frames), n))
+    # The five moving averages (of ref, deg, ref², deg², ref x deg) in one call over a
+    # [5, K, T] array that is contiguous along time: filtering [T, K] along its strided first
+    # axis is slower, and in-place arithmetic keeps a 10-minute file's temporaries few.
+    st = np.empty((5, k, n))
+    st[0] = ref.T
+    st[1] = deg.T
+    np.multiply(st[0], st[0], out=st[2])
+    np.multiply(st[1], st[1], out=st[3])
+    np.multiply(st[0], st[1], out=st[4])
+    m = uniform_filter1d(st, size, axis=-1, mode="nearest")
+    mr, md, vr, vd, cov = m
+    vr -= mr * mr
+    np.maximum(vr, 0.0, out=vr)
+    vd -= md * md
+    np.maximum(vd, 0.0, out=vd)
+    cov -= mr * md
     pv = vr * vd
+    varies = pv > 1e-14
     # A steady band in both signals has no envelope to compare (correlation 1); a band that
     # fluctuates in the reference and is flat in the degraded signal has lost it (correlation 0).
-    corr = np.where(pv > 1e-14, cov / np.sqrt(np.maximum(pv, 1e-14)), np.where(vr > 1e-7, 0.0, 1.0))
-    weight = (mr > spec.lost_floor) * np.minimum(1.0, np.sqrt(vr) / (np.abs(mr) + 1e-9) / max(spec.structure_cv, 1e-9))
+    corr = np.where(vr > 1e-7, 0.0, 1.0)
+    np.divide(cov, np.sqrt(pv, where=varies, out=np.ones_like(pv)), out=corr, where=varies)
+    np.clip(corr, 0.0, 1.0, out=corr)
+    weight = np.sqrt(vr)
+    weight /= np.abs(mr) + 1e-9
+    weight /= max(spec.structure_cv, 1e-9)
+    np.minimum(weight, 1.0, out=weight)
+    weight *= mr > spec.lost_floor
     tol = min(max(spec.structure_tolerance, 0.0), 0.99)
-    loss = np.maximum(1.0 - tol - np.clip(corr, 0.0, 1.0), 0.0) / (1.0 - tol)
-    return np.sum(weight * loss, axis=-1) / ref.shape[-1]
+    loss = (1.0 - tol) - corr
+    np.maximum(loss, 0.0, out=loss)
+    loss *= weight / (1.0 - tol)
+    return loss.sum(axis=0) / k
 
 
 def sequence_disturbance(ref: np.ndarray, deg: np.ndarray, spec: DistanceSpec, norm: float) -> np.ndarray:
