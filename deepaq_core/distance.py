@@ -156,22 +156,40 @@ def lost_structure(ref: np.ndarray, deg: np.ndarray, spec: DistanceSpec) -> np.n
         variation at least ``structure_cv``), proportionally less for a steadier one, 0 for an
         inaudible one. 0 for identical or gain-scaled signals; near 1 for unrelated material.
     """
+    ref = np.asarray(ref)
+    deg = np.asarray(deg)
+    n = ref.shape[0]
+    size = max(1, min(int(spec.structure_frames), n))
+    # In blocks of time with a halo wider than the moving average on either side: the same
+    # values as one pass over the file (the halo holds the true neighbours, and the file's own
+    # ends are the blocks' ends there), with a few MB of temporaries instead of hundreds of MB
+    # for a 10-minute file (fresh pages cost more than the arithmetic).
+    halo = size + 1
+    out = np.empty(n)
+    for a in range(0, n, _STRUCTURE_BLOCK):
+        b = min(a + _STRUCTURE_BLOCK, n)
+        lo, hi = max(0, a - halo), min(n, b + halo)
+        out[a:b] = _lost_structure_block(ref[lo:hi], deg[lo:hi], spec, size)[a - lo : b - lo]
+    return out
+
+
+_STRUCTURE_BLOCK = 2048
+
+
+def _lost_structure_block(ref: np.ndarray, deg: np.ndarray, spec: DistanceSpec, size: int) -> np.ndarray:
     from scipy.ndimage import uniform_filter1d
 
-    ref = np.asarray(ref, dtype=np.float64)
-    deg = np.asarray(deg, dtype=np.float64)
     n, k = ref.shape
-    size = max(1, min(int(spec.structure_frames), n))
     # The five moving averages (of ref, deg, ref², deg², ref x deg) in one call over a
-    # [5, K, T] array that is contiguous along time: filtering [T, K] along its strided first
-    # axis is slower, and in-place arithmetic keeps a 10-minute file's temporaries few.
+    # [5, K, T] array that is contiguous along time (filtering [T, K] along its strided first
+    # axis is slower), with in-place arithmetic.
     st = np.empty((5, k, n))
     st[0] = ref.T
     st[1] = deg.T
     np.multiply(st[0], st[0], out=st[2])
     np.multiply(st[1], st[1], out=st[3])
     np.multiply(st[0], st[1], out=st[4])
-    m = uniform_filter1d(st, size, axis=-1, mode="nearest")
+    m = uniform_filter1d(st, min(size, n), axis=-1, mode="nearest")
     mr, md, vr, vd, cov = m
     vr -= mr * mr
     np.maximum(vr, 0.0, out=vr)

@@ -279,3 +279,29 @@ def test_sequence_disturbance_adds_the_weighted_lost_structure():
     got = sequence_disturbance(ref, deg, on, 2.0)
     np.testing.assert_allclose(got, frame_disturbance(ref, deg, on, 2.0) + 2.5 * lost_structure(ref, deg, on))
     assert np.all(got > frame_disturbance(ref, deg, on, 2.0))
+
+
+def test_lost_structure_in_blocks_equals_one_pass_over_the_file():
+    from scipy.ndimage import uniform_filter1d
+
+    from deepaq_core.distance import lost_structure
+
+    spec = DistanceSpec(type="loudness_disturbance", lost_floor=0.1, structure_weight=2.0, structure_frames=16,
+                        structure_cv=0.2, structure_tolerance=0.1)
+    rng = np.random.default_rng(8)
+    n = 5000  # more than two blocks
+    ref = rng.gamma(2.0, 0.5, size=(n, 12))
+    deg = np.maximum(ref + rng.normal(0, 0.6, size=ref.shape), 0)
+    deg[1000:3000, :4] = 0.7  # flat where the reference fluctuates, across a block boundary
+
+    def mean(x):
+        return uniform_filter1d(x, 16, axis=0, mode="nearest")
+
+    mr, md = mean(ref), mean(deg)
+    vr, vd = np.maximum(mean(ref**2) - mr**2, 0), np.maximum(mean(deg**2) - md**2, 0)
+    cov = mean(ref * deg) - mr * md
+    with np.errstate(divide="ignore", invalid="ignore"):
+        corr = np.where(vr * vd > 1e-14, cov / np.sqrt(vr * vd), np.where(vr > 1e-7, 0.0, 1.0))
+    weight = (mr > 0.1) * np.minimum(1.0, np.sqrt(vr) / mr / 0.2)
+    want = np.sum(weight * np.maximum(0.9 - np.clip(corr, 0, 1), 0) / 0.9, axis=1) / 12
+    np.testing.assert_allclose(lost_structure(ref, deg, spec), want, rtol=1e-9, atol=1e-12)
