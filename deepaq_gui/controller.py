@@ -48,6 +48,7 @@ class AppController(QtCore.QObject):
     blindOpened = QtCore.Signal(object, str)  # (test widget, title)
     blindClosed = QtCore.Signal()
     scoringIdle = QtCore.Signal()  # no work pending (tests, --screenshot)
+    ladderRequested = QtCore.Signal(str, object)  # (folder, families): open generated versions as a ladder
 
     def __init__(self, *, device: str = "auto", audio_backend: str = "auto", model: str | None = None,
                  allow_unverified: bool = False, parent: QtCore.QObject | None = None) -> None:
@@ -237,18 +238,26 @@ class AppController(QtCore.QObject):
                    finished=lambda out: self.open_files([out[0], *out[1]], replace=True)
                    if epoch == self._epoch else None)
 
-    def generate_versions(self, jobs, out_dir: str) -> None:
-        """Make degraded versions of the reference in a worker, then open them."""
+    def generate_versions(self, jobs, out_dir: str, open_ladder: bool = False) -> None:
+        """Make degraded versions of the reference in a worker, then open them (and, with ``open_ladder``,
+        ask the window to open the folder as a ladder: :attr:`ladderRequested`)."""
         from deepaq_gui.degrade_dialog import generate_versions_job
 
         self.start(generate_versions_job(self.session.reference.path, jobs, out_dir),
-                   finished=self.versions_generated, show_progress=True)
+                   finished=lambda out: self.versions_generated(out, open_ladder), show_progress=True)
 
-    def versions_generated(self, out) -> None:
+    def versions_generated(self, out, open_ladder: bool = False) -> None:
         for e in out.errors:
             self.say(e)
         if out.files:
             self.open_files([p for p, _ in out.files], as_reference=False)
+        if not open_ladder or not out.files:
+            return
+        if out.manifest is None:
+            self.say(f"The versions cannot be opened as a ladder: '{out.out_dir}' already holds a manifest.csv "
+                     "that is not a ladder manifest.", "warning")
+        else:
+            self.ladderRequested.emit(out.out_dir, tuple(out.families))
 
     def room(self) -> int:
         """How many more versions may be opened."""

@@ -6,8 +6,12 @@ The dialog only collects a list of jobs ``[(kind, params)]`` and an output folde
 
     picked = DegradeDialog.ask(reference_path, parent=window, max_jobs=free_slots)
     if picked:
-        jobs, out_dir = picked
+        jobs, out_dir, open_ladder = picked
         window._start(generate_versions_job(reference_path, jobs, out_dir), finished=...)
+
+:func:`generate_versions_job` also lists the files in the folder's ``manifest.csv`` (the ladder
+manifest :func:`write_ladder_manifest` keeps), so File > Open ladder… reads the folder, and the
+dialog's "Open the results as a ladder" opens it at once.
 
 Every family of :data:`deepaq_core.degrade.FAMILIES` is listed. A codec whose encoder is not
 installed is listed too, disabled, with the reason from
@@ -16,6 +20,7 @@ installed is listed too, disabled, with the reason from
 
 from __future__ import annotations
 
+import csv
 import logging
 import math
 import os
@@ -116,12 +121,20 @@ class GeneratedVersions:
 
     files: tuple[tuple[str, str], ...]
     errors: tuple[str, ...] = field(default_factory=tuple)
+    #: the folder the files are in and the manifest listing them (None when none was written)
+    out_dir: str = ""
+    manifest: str | None = None
+    families: tuple[str, ...] = ()
 
 
 def iter_generate_versions(reference_path: str | os.PathLike, jobs: Sequence[Job], out_dir: str | os.PathLike,
                            cancel: threading.Event | Callable[[], bool] | None = None,
-                           errors: list[str] | None = None) -> Generator[Progress, None, list[tuple[str, str]]]:
-    """:func:`generate_versions` as a generator of :class:`Progress` items (for workers)."""
+                           errors: list[str] | None = None, made_jobs: list[tuple[str, str, dict]] | None = None
+                           ) -> Generator[Progress, None, list[tuple[str, str]]]:
+    """:func:`generate_versions` as a generator of :class:`Progress` items (for workers).
+
+    ``made_jobs``, when given, receives ``(path, kind, params)`` of each file written.
+    """
     ref = os.fspath(reference_path)
     out = os.path.abspath(os.fspath(out_dir))
     try:
@@ -159,6 +172,8 @@ def iter_generate_versions(reference_path: str | os.PathLike, jobs: Sequence[Job
             _remove(tmp)
             raise
         made.append((target, label))
+        if made_jobs is not None:
+            made_jobs.append((target, kind, dict(params)))
     yield Progress(1.0, f"Generated {len(made)} version(s)")
     return made
 
@@ -209,18 +224,107 @@ def generate_versions(reference_path: str | os.PathLike, jobs: Sequence[Job], ou
         return stop.value
 
 
-def generate_versions_job(reference_path: str | os.PathLike, jobs: Sequence[Job], out_dir: str | os.PathLike):
+def generate_versions_job(reference_path: str | os.PathLike, jobs: Sequence[Job], out_dir: str | os.PathLike,
+                          manifest: bool = True):
     """A :class:`deepaq_gui.workers.Worker` job: yields Progress, returns :class:`GeneratedVersions`.
 
-    A failing job does not stop the others; its message is in ``GeneratedVersions.errors``.
+    A failing job does not stop the others; its message is in ``GeneratedVersions.errors``. With
+    ``manifest`` the files are added to the folder's ladder manifest (:func:`write_ladder_manifest`);
+    a manifest that cannot be written is one more message in ``errors``.
     """
 
     def job(cancel: threading.Event) -> Generator[Progress, None, GeneratedVersions]:
         errors: list[str] = []
-        files = yield from iter_generate_versions(reference_path, list(jobs), out_dir, cancel, errors)
-        return GeneratedVersions(tuple(files), tuple(errors))
+        made_jobs: list[tuple[str, str, dict]] = []
+        files = yield from iter_generate_versions(reference_path, list(jobs), out_dir, cancel, errors, made_jobs)
+        written = None
+        if manifest and made_jobs:
+            try:
+                written = write_ladder_manifest(out_dir, reference_path, made_jobs)
+            except DeePAQError as exc:
+                errors.append(str(exc))
+        families = tuple(dict.fromkeys(kind for _, kind, _ in made_jobs))
+        return GeneratedVersions(tuple(files), tuple(errors), os.path.abspath(os.fspath(out_dir)), written, families)
 
     return job
+
+
+def write_ladder_manifest(out_dir: str | os.PathLike, reference_path: str | os.PathLike,
+                          made: Sequence[tuple[str, str, dict[str, Any]]]) -> str | None:
+    """Add generated files to ``<out_dir>/manifest.csv``, the ladder manifest File > Open ladder… reads.
+
+    The columns are those of ``deepaq eval --make-ladder``
+    (:data:`deepaq_core.evaluation.ladder.LADDER_COLUMNS`): one row per file with its family,
+    parameter value, unit and ``param``-mode intensity, plus the clean rung (degraded = reference)
+    of each group ``<reference stem>/<family>``. Rows already there are kept (those whose files are
+    gone are dropped), so versions generated into the folder later join the same ladder.
+
+    Parameters
+    ----------
+    out_dir : str or os.PathLike
+        The folder the files are in.
+    reference_path : str or os.PathLike
+        The reference they were made from.
+    made : sequence of (path, kind, params)
+        The files written (as :func:`iter_generate_versions` reports them in ``made_jobs``).
+
+    Returns
+    -------
+    str or None
+        The manifest's path; None when the folder holds a ``manifest.csv`` of another kind, which is
+        left as it is.
+
+    Raises
+    ------
+    DeePAQError
+        The manifest cannot be read or written (one sentence).
+    """
+    from deepaq_core.evaluation.ladder import LADDER_COLUMNS
+    from deepaq_core.evaluation.manifest import write_manifest
+
+    out = Path(os.path.abspath(os.fspath(out_dir)))
+    path = out / "manifest.csv"
+    ref = os.path.abspath(os.fspath(reference_path))
+    rows: list[dict[str, Any]] = []
+    if path.is_file():
+        try:
+            with open(path, newline="", encoding="utf-8-sig") as f:
+                reader = csv.DictReader(f)
+                header = [(h or "").strip().lower() for h in (reader.fieldnames or [])]
+                old = list(reader)
+        except (OSError, UnicodeDecodeError, csv.Error) as exc:
+            raise DeePAQError(f"The ladder manifest '{path}' could not be read ({exc}).") from None
+        if not {"reference", "degraded", "family", "param", "unit"} <= set(header):
+            log.warning("%s is not a ladder manifest; it is left as it is", path)
+            return None
+        for rec in old:
+            row = {(k or "").strip().lower(): (v or "").strip() for k, v in rec.items()}
+            for key in ("reference", "degraded"):
+                if row.get(key):
+                    row[key] = str((out / Path(row[key]).expanduser()).resolve())
+            if row.get("degraded") and os.path.isfile(row["degraded"]):
+                rows.append(row)
+    new = {os.path.abspath(p) for p, _, _ in made}
+    rows = [r for r in rows if r["degraded"] not in new]
+    have_clean = {(r.get("group"), r["degraded"]) for r in rows if r["degraded"] == r.get("reference")}
+    stem = Path(ref).stem
+    for p, kind, params in made:
+        fam = FAMILIES.get(kind)
+        if fam is None or fam.param not in params:
+            continue
+        group = f"{stem}/{kind}"
+        if (group, ref) not in have_clean:
+            rows.append({"reference": ref, "degraded": ref, "intensity": 0.0, "group": group, "family": kind,
+                         "param": "", "unit": fam.unit, "source": ref})
+            have_clean.add((group, ref))
+        value = float(params[fam.param])
+        rows.append({"reference": ref, "degraded": os.path.abspath(p), "intensity": round(fam.label(value), 6),
+                     "group": group, "family": kind, "param": format_value(value), "unit": fam.unit, "source": ref})
+    try:
+        write_manifest(path, rows, LADDER_COLUMNS)
+    except OSError as exc:
+        raise DeePAQError(f"The ladder manifest '{path}' could not be written ({exc.strerror or exc}).") from None
+    return str(path)
 
 
 def check_job(kind: str, params: dict[str, Any], sample_rate: int = 48000) -> str | None:
@@ -393,6 +497,11 @@ class DegradeDialog(QtWidgets.QDialog):
         folder.addWidget(browse)
         layout.addLayout(folder)
 
+        self.ladder_check = QtWidgets.QCheckBox("Open the results as a ladder (score against the value)")
+        self.ladder_check.setToolTip("After generating, open the output folder in the rate-quality window, "
+                                     "scored in the background, one point per value.")
+        layout.addWidget(self.ladder_check)
+
         self.error_label = QtWidgets.QLabel()
         self.error_label.setWordWrap(True)
         self.error_label.setStyleSheet("color: #b00020;")
@@ -515,6 +624,10 @@ class DegradeDialog(QtWidgets.QDialog):
     def output_dir(self) -> str:
         return os.path.expanduser(self.folder_edit.text().strip())
 
+    def open_as_ladder(self) -> bool:
+        """Whether the generated folder should then open as a ladder (the checkbox)."""
+        return self.ladder_check.isChecked()
+
     def validate(self) -> str | None:
         """The first problem with the current choice, as one sentence (None when it can run)."""
         name = self.family()
@@ -549,13 +662,13 @@ class DegradeDialog(QtWidgets.QDialog):
 
     @classmethod
     def ask(cls, reference_path: str | None, parent: QtWidgets.QWidget | None = None,
-            max_jobs: int | None = None) -> tuple[list[Job], str] | None:
-        """Show the dialog modally; ``(jobs, out_dir)`` when accepted, None when cancelled."""
+            max_jobs: int | None = None) -> tuple[list[Job], str, bool] | None:
+        """Show the dialog modally; ``(jobs, out_dir, open_as_ladder)`` when accepted, None when cancelled."""
         dialog = cls(reference_path, parent, max_jobs=max_jobs)
         try:
             if dialog.exec() != QtWidgets.QDialog.Accepted:
                 return None
-            return dialog.jobs(), dialog.output_dir()
+            return dialog.jobs(), dialog.output_dir(), dialog.open_as_ladder()
         finally:
             dialog.deleteLater()
 
@@ -583,4 +696,5 @@ __all__ = [
     "job_filename",
     "job_label",
     "parse_values",
+    "write_ladder_manifest",
 ]

@@ -72,6 +72,7 @@ class MainWindow(QtWidgets.QMainWindow):
         ctl.settingsLoaded.connect(self._settings_loaded)
         ctl.blindOpened.connect(self._blind_opened)
         ctl.blindClosed.connect(self._blind_closed)
+        ctl.ladderRequested.connect(self.open_ladder)
         ctl.render = self._render
         ctl.report_images = lambda: [v.grab() for v in (self.curve, self.spectrogram, self.heatmap, self.matrix)]
         QtWidgets.QApplication.instance().installEventFilter(self)
@@ -174,6 +175,12 @@ class MainWindow(QtWidgets.QMainWindow):
             self.ctl.say(f"At most {MAX_VERSIONS} versions can be open; remove one first.", "info")
         elif picked := DegradeDialog.ask(self.ctl.session.reference.path, self, max_jobs=self.ctl.room()):
             self.ctl.generate_versions(*picked)
+
+    def open_ladder(self, path: str, families=None) -> None:
+        """Open a rate-quality window on a ladder folder (only ``families`` of it when given)."""
+        from deepaq_gui.views.ladder import open_ladder
+
+        open_ladder(self, path, families=families)
 
     def ask_session(self) -> None:
         from deepaq_gui.session_file import SESSION_FILTER

@@ -4,8 +4,9 @@ A *rate ladder* is a set of excerpts, each coded by one or more codecs at severa
 layouts are read (:func:`read_rate_ladder`):
 
 - a ``manifest.csv`` as ``deepaq degrade --ladder`` and ``deepaq eval --make-ladder`` write it
-  (columns ``reference, degraded, family, param, unit``; rows with unit ``kbit/s`` are used), or
-  such a CSV given directly;
+  (columns ``reference, degraded, family, param, unit``; rows with unit ``kbit/s`` are used, or,
+  with ``families=``, the rows of those families in their own unit, as the app's Generate dialog
+  lists them), or such a CSV given directly;
 - a folder of files named ``..._<codec>_<bitrate>[k|kbps].<ext>`` (the names the app's Generate
   dialog writes, e.g. ``song_mp3_64kbps.flac``, and the demo's ``demo_mp3_64k.flac``), one
   folder per excerpt or several excerpts side by side. The reference of a coded file is, in its
@@ -54,6 +55,10 @@ class LadderPoint:
         Nominal bitrate in kbit/s.
     item : str
         The excerpt it belongs to (its reference path); the CI is taken across items.
+    unit : str
+        Unit of ``kbps``: ``"kbit/s"`` for a codec ladder; the family's unit (``"Hz"``, ``"dB"``...)
+        for a ladder of another degradation family, read with ``families=`` in :func:`read_rate_ladder`
+        (``codec`` is then the family name and ``kbps`` its parameter value).
     """
 
     reference: str
@@ -61,6 +66,7 @@ class LadderPoint:
     codec: str
     kbps: float
     item: str
+    unit: str = "kbit/s"
 
 
 def parse_rate_name(name: str) -> tuple[str, float] | None:
@@ -72,31 +78,50 @@ def parse_rate_name(name: str) -> tuple[str, float] | None:
     return (m.group(1).lower(), kbps) if kbps > 0 else None
 
 
-def read_rate_ladder(path: str | os.PathLike) -> list[LadderPoint]:
+def read_rate_ladder(path: str | os.PathLike, families: Sequence[str] | None = None) -> list[LadderPoint]:
     """The coded files of a rate ladder (manifest CSV, folder with ``manifest.csv``, or named files).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    families : sequence of str, optional
+        Read only these degradation families, whatever their parameter's unit: a manifest row of
+        a family such as ``lowpass`` becomes a point at its ``param`` value in its ``unit`` (the
+        Generate dialog's ladders). All families must share one unit. None (default): every codec
+        row with a bitrate.
 
     Raises
     ------
     DeePAQError
-        The path does not exist, a manifest row names a missing file, or no coded file with a
-        bitrate is found.
+        The path does not exist, a manifest row names a missing file, no coded file with a
+        bitrate (or of the chosen families) is found, or the chosen families mix units.
     """
     p = Path(path).expanduser()
+    wanted = None if families is None else {f.lower() for f in families}
     if not p.exists():
         raise DeePAQError(f"Ladder '{p}' not found.")
     if p.is_file():
-        points = _from_manifest(p)
+        points = _from_manifest(p, wanted)
     elif (p / "manifest.csv").is_file():
-        points = _from_manifest(p / "manifest.csv")
+        points = _from_manifest(p / "manifest.csv", wanted)
     else:
         points = _from_names(p)
+    if wanted is not None:
+        points = [q for q in points if q.codec in wanted]
+        units = sorted({q.unit for q in points})
+        if len(units) > 1:
+            raise DeePAQError(f"The ladder's families {', '.join(sorted(wanted))} have parameters in different "
+                              f"units ({', '.join(units)}); open one family at a time.")
+        if not points:
+            raise DeePAQError(f"'{p}' holds no versions of {', '.join(sorted(wanted))} listed with their parameter "
+                              "value (a manifest.csv with family, param and unit columns).")
     if not points:
         raise DeePAQError(f"'{p}' holds no codec versions with a bitrate (a manifest.csv with kbit/s rows, or files "
                           "named like song_mp3_64kbps.flac next to their reference).")
     return sorted(points, key=lambda q: (q.codec, q.kbps, q.item))
 
 
-def _from_manifest(csv_path: Path) -> list[LadderPoint]:
+def _from_manifest(csv_path: Path, families: set[str] | None = None) -> list[LadderPoint]:
     base = csv_path.parent
     try:
         with open(csv_path, newline="", encoding="utf-8-sig") as f:
@@ -109,23 +134,32 @@ def _from_manifest(csv_path: Path) -> list[LadderPoint]:
         ref, deg = row.get("reference", ""), row.get("degraded", "")
         if not ref or not deg or ref == deg:
             continue  # the clean rung of a ladder (degraded = reference), or an NMR row
-        codec, rate = row.get("family", "").lower(), None
+        codec, rate, unit = row.get("family", "").lower(), None, "kbit/s"
         if codec in RATE_CODECS and row.get("unit", "") in ("kbit/s", "kbps"):
             try:
                 rate = float(row.get("param", ""))
             except ValueError:
                 raise DeePAQError(f"{csv_path.name} line {k}: bitrate '{row.get('param')}' is not a number.") from None
+        elif families is not None and codec in families:
+            try:
+                rate = float(row.get("param", ""))
+            except ValueError:
+                raise DeePAQError(f"{csv_path.name} line {k}: the {codec} value '{row.get('param')}' is not a "
+                                  "number.") from None
+            unit = row.get("unit", "")
+            if not math.isfinite(rate):
+                continue
         else:
             parsed = parse_rate_name(deg) if not row.get("family") else None
             if parsed:
                 codec, rate = parsed
-        if rate is None or not math.isfinite(rate) or rate <= 0:
+        if rate is None or not math.isfinite(rate) or (unit == "kbit/s" and rate <= 0):
             continue
         ref_p, deg_p = _resolve(base, ref), _resolve(base, deg)
         for f in (ref_p, deg_p):
             if not os.path.isfile(f):
                 raise DeePAQError(f"{csv_path.name} line {k}: file '{f}' not found.")
-        out.append(LadderPoint(ref_p, deg_p, codec, rate, ref_p))
+        out.append(LadderPoint(ref_p, deg_p, codec, rate, ref_p, unit))
     return out
 
 
@@ -296,19 +330,22 @@ def rate_quality(points: Sequence[LadderPoint], scores: Sequence[float], *, leve
     return out
 
 
-def smooth_curve(kbps: np.ndarray, values: np.ndarray, n: int = 64) -> tuple[np.ndarray, np.ndarray]:
+def smooth_curve(kbps: np.ndarray, values: np.ndarray, n: int = 64, *, log: bool = True
+                 ) -> tuple[np.ndarray, np.ndarray]:
     """A shape-preserving (PCHIP) interpolation of ``values`` over log-bitrate, for plotting.
 
+    ``log=False`` interpolates over the value itself (a parameter that may be zero or negative).
     Returns ``(kbps_grid, values_grid)``; with fewer than two finite points, the points themselves.
     """
     from scipy.interpolate import PchipInterpolator
 
+    fwd, back = (np.log10, lambda v: 10 ** v) if log else (np.asarray, np.asarray)
     ok = np.isfinite(values)
-    x, y = np.log10(np.asarray(kbps, dtype=np.float64)[ok]), np.asarray(values, dtype=np.float64)[ok]
+    x, y = fwd(np.asarray(kbps, dtype=np.float64)[ok]), np.asarray(values, dtype=np.float64)[ok]
     if len(x) < 2:
-        return 10 ** x, y
+        return back(x), y
     grid = np.linspace(x[0], x[-1], n)
-    return 10 ** grid, PchipInterpolator(x, y)(grid)
+    return back(grid), PchipInterpolator(x, y)(grid)
 
 
 def _fit(x: np.ndarray, y: np.ndarray) -> np.ndarray:

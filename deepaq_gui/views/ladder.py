@@ -10,6 +10,11 @@ computed when the choice changes.
 The plot has a log bitrate axis; each codec is a line through its mean scores (a shape-preserving
 interpolation over log-bitrate) with a band for the 95% CI across excerpts where two or more
 excerpts were scored. Export: PNG and SVG of the plot (pyqtgraph exporters), CSV of the figures.
+
+The Generate dialog's "Open the results as a ladder" opens its output folder here with
+``families=`` (the families it just generated): a codec family is drawn as above; another family
+(``lowpass``, ``white_noise``...) is drawn against its parameter on a linear axis in its unit,
+without BD-rates (they compare bitrates).
 """
 
 from __future__ import annotations
@@ -49,8 +54,12 @@ class LadderSnapshot:
     errors: tuple[str | None, ...] = ()
 
 
-def ladder_job(path: str, model: str | None, device: str = "auto", allow_unverified: bool = False):
+def ladder_job(path: str, model: str | None, device: str = "auto", allow_unverified: bool = False,
+               families=None):
     """A worker job: read the ladder at ``path``, score it with ``model``, yield a snapshot per file.
+
+    ``families`` (optional): read only these degradation families, whatever their unit
+    (see :func:`~deepaq_core.evaluation.rate_quality.read_rate_ladder`).
 
     Returns the last :class:`LadderSnapshot`. Every user-caused problem raises
     :class:`~deepaq_core.errors.DeePAQError` (shown by the window as one line).
@@ -62,7 +71,7 @@ def ladder_job(path: str, model: str | None, device: str = "auto", allow_unverif
         from deepaq_gui.jobs import reserve_ui_core
 
         yield Progress(0.0, f"Reading the ladder {os.path.basename(os.path.normpath(path))}")
-        points = tuple(read_rate_ladder(path))
+        points = tuple(read_rate_ladder(path, families))
         yield LadderSnapshot(points, tuple([math.nan] * len(points)), {}, 0)
         yield Progress(0.0, "Loading the model")
         reserve_ui_core()
@@ -120,16 +129,20 @@ class LadderWindow(QtWidgets.QWidget):
         The main window: this one is a separate top-level window owned by it.
     start : bool
         Start scoring at once (tests may call :meth:`start` later, or :meth:`show_snapshot`).
+    families : sequence of str, optional
+        Only these degradation families of the ladder, in any unit (the Generate dialog's folders).
     """
 
     finished = QtCore.Signal()  # scoring ended (done, failed or cancelled)
     messageRequested = QtCore.Signal(str, str)  # (text, level) for the owner's message bar
 
     def __init__(self, path: str, model: str | None = None, device: str = "auto", parent=None, *,
-                 allow_unverified: bool = False, start: bool = True) -> None:
+                 allow_unverified: bool = False, start: bool = True, families=None) -> None:
         super().__init__(parent, QtCore.Qt.Window)
         self.setAttribute(QtCore.Qt.WA_DeleteOnClose)
         self.path, self.model, self.device, self.allow_unverified = path, model, device, allow_unverified
+        self.families = tuple(families) if families else None
+        self.unit = "kbit/s"  # of the x axis: a bitrate, or a family's parameter (set by the first snapshot)
         self.setWindowTitle(f"Rate-quality: {os.path.basename(os.path.normpath(path))}")
         self.resize(1000, 720)
         self.snapshot: LadderSnapshot | None = None
@@ -211,7 +224,7 @@ class LadderWindow(QtWidgets.QWidget):
     def start(self) -> None:
         """Read and score the ladder in a worker (replacing any run in progress)."""
         self.cancel()
-        w = Worker(ladder_job(self.path, self.model, self.device, self.allow_unverified))
+        w = Worker(ladder_job(self.path, self.model, self.device, self.allow_unverified, self.families))
         w.signals.progress.connect(self._progress)
         w.signals.partial.connect(self._partial)
         w.signals.finished.connect(self._finished)
@@ -275,6 +288,9 @@ class LadderWindow(QtWidgets.QWidget):
     def show_snapshot(self, snap: LadderSnapshot) -> None:
         """Draw a snapshot: curves, bands, table, codec choices."""
         self.snapshot = snap
+        self._set_unit(snap.points[0].unit if snap.points else self.unit)
+        log_x = self.is_rate()
+        to_x = np.log10 if log_x else np.asarray
         pi = self.plot.getPlotItem()
         for it in self._items:
             pi.removeItem(it)
@@ -283,16 +299,16 @@ class LadderWindow(QtWidgets.QWidget):
         curves: dict[str, RateCurve] = snap.curves
         for k, (codec, c) in enumerate(curves.items()):
             color = version_color(k)
-            x = np.log10(c.kbps)
+            x = to_x(c.kbps)
             band = np.isfinite(c.low) & np.isfinite(c.high)
             if band.sum() >= 2:
                 # drawn within the 0-100 scale (with two excerpts a t interval is wide); the table has the numbers
-                gx, glo = smooth_curve(c.kbps[band], np.clip(c.low[band], 0, 100))
-                _, ghi = smooth_curve(c.kbps[band], np.clip(c.high[band], 0, 100))
+                gx, glo = smooth_curve(c.kbps[band], np.clip(c.low[band], 0, 100), log=log_x)
+                _, ghi = smooth_curve(c.kbps[band], np.clip(c.high[band], 0, 100), log=log_x)
                 fill = QtGui.QColor(color)
                 fill.setAlpha(50)
-                lo_item = pg.PlotDataItem(np.log10(gx), glo, pen=pg.mkPen(None))
-                hi_item = pg.PlotDataItem(np.log10(gx), ghi, pen=pg.mkPen(None))
+                lo_item = pg.PlotDataItem(to_x(gx), glo, pen=pg.mkPen(None))
+                hi_item = pg.PlotDataItem(to_x(gx), ghi, pen=pg.mkPen(None))
                 band_item = pg.FillBetweenItem(lo_item, hi_item, brush=pg.mkBrush(fill))
                 for it in (lo_item, hi_item, band_item):
                     pi.addItem(it)
@@ -302,8 +318,8 @@ class LadderWindow(QtWidgets.QWidget):
                                       bottom=(c.mean - c.low)[band], beam=0.02, pen=pg.mkPen(color))
                 pi.addItem(err)
                 self._items.append(err)
-            gx, gy = smooth_curve(c.kbps, c.mean)
-            line = pg.PlotDataItem(np.log10(gx), gy, pen=pg.mkPen(color, width=2))
+            gx, gy = smooth_curve(c.kbps, c.mean, log=log_x)
+            line = pg.PlotDataItem(to_x(gx), gy, pen=pg.mkPen(color, width=2))
             pts = pg.ScatterPlotItem(x, c.mean, symbol="o", size=8, brush=pg.mkBrush(color), pen=pg.mkPen("w"),
                                      name=codec)
             for it in (line, pts):
@@ -316,6 +332,36 @@ class LadderWindow(QtWidgets.QWidget):
                             f"versions scored, {len({p.item for p in snap.points})} excerpt(s)")
         self._update_bd()
         pi.enableAutoRange()
+
+    def is_rate(self) -> bool:
+        """True for a bitrate ladder (log kbit/s axis, BD-rates); False for another family's parameter."""
+        return self.unit == "kbit/s"
+
+    def _set_unit(self, unit: str) -> None:
+        """Axis, table header and BD controls for the ladder's unit (once, when it changes)."""
+        if unit == self.unit:
+            return
+        self.unit = unit
+        pi = self.plot.getPlotItem()
+        param = self._param_name()
+        if self.is_rate():
+            pi.setAxisItems({"bottom": BitrateAxis("bottom")})
+            pi.getAxis("bottom").setLabel("bitrate (kbit/s)")
+        else:
+            pi.setAxisItems({"bottom": pg.AxisItem("bottom")})
+            pi.getAxis("bottom").setLabel(f"{param} ({unit})" if unit else param)
+        pi.showGrid(x=True, y=True, alpha=0.25)
+        self.table.setHorizontalHeaderLabels(["codec" if self.is_rate() else "family",
+                                              "kbit/s" if self.is_rate() else (unit or param),
+                                              "excerpts", "mean score", "95% CI"])
+        for combo in (self.anchor_combo, self.test_combo):
+            combo.setEnabled(self.is_rate())
+
+    def _param_name(self) -> str:
+        from deepaq_core.degrade import FAMILIES
+
+        names = {FAMILIES[f].param for f in (self.families or ()) if f in FAMILIES}
+        return names.pop() if len(names) == 1 else "value"
 
     def _fill_table(self, curves: dict[str, RateCurve]) -> None:
         rows = [(codec, c, k) for codec, c in curves.items() for k in range(len(c.kbps))]
@@ -354,6 +400,8 @@ class LadderWindow(QtWidgets.QWidget):
     def bd_figures(self) -> tuple[float, float, str]:
         """``(BD-rate %, BD-score, note)`` of the test codec against the anchor (NaN with a note when not defined)."""
         curves = self.snapshot.curves if self.snapshot else {}
+        if not self.is_rate():
+            return math.nan, math.nan, f"BD-rates compare bitrates; this ladder's values are in {self.unit or 'units'}."
         a, b = self.anchor_combo.currentText(), self.test_combo.currentText()
         if a not in curves or b not in curves:
             return math.nan, math.nan, "Choose two codecs."
@@ -396,7 +444,7 @@ class LadderWindow(QtWidgets.QWidget):
         if not curves:
             raise DeePAQError("Nothing to export yet: no version of the ladder has been scored.")
         anchor = self.anchor_combo.currentText() or default_anchor(curves)
-        bd = bd_table(curves, anchor) if len(curves) > 1 else []
+        bd = bd_table(curves, anchor) if len(curves) > 1 and self.is_rate() else []
         write_rate_csv(path, [{"metric": f"deepaq:{self.model or 'default'}", "curves": curves, "bd": bd,
                                "anchor": anchor}])
 
@@ -419,9 +467,9 @@ class LadderWindow(QtWidgets.QWidget):
         super().closeEvent(e)
 
 
-def open_ladder(parent: QtWidgets.QWidget, path: str | None = None) -> LadderWindow | None:
+def open_ladder(parent: QtWidgets.QWidget, path: str | None = None, families=None) -> LadderWindow | None:
     """File > Open ladder…: ask for a folder (unless ``path`` is given) and open a :class:`LadderWindow`
-    scored with the parent window's model and device."""
+    scored with the parent window's model and device (``families``: only those, in any unit)."""
     if path is None:
         path = QtWidgets.QFileDialog.getExistingDirectory(parent, "Open a codec ladder (a folder of versions "
                                                           "named like song_mp3_64kbps.flac, or with a manifest.csv)")
@@ -431,7 +479,7 @@ def open_ladder(parent: QtWidgets.QWidget, path: str | None = None) -> LadderWin
     session = getattr(owner, "session", None)
     holder = getattr(owner, "holder", None)
     w = LadderWindow(path, getattr(session, "model_name", None), getattr(holder, "device", "auto"), parent,
-                     allow_unverified=getattr(holder, "allow_unverified", False))
+                     allow_unverified=getattr(holder, "allow_unverified", False), families=families)
     if hasattr(parent, "message"):
         w.messageRequested.connect(lambda text, level: parent.message(text, level) if level == "error" else None)
     w.show()

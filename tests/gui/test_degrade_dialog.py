@@ -134,3 +134,57 @@ def test_names_and_labels():
     assert job_filename("/x/song.flac", "mp3", {"bitrate_kbps": 64}) == "song_mp3_64kbps.flac"
     assert job_label("clipping", {"clip_ratio": 0.01}) == "clipping clip_ratio=0.01"
     assert job_filename("a b.wav", "separation", {"quality": 0.6}) == "a_b_separation_0.6.flac"
+
+
+def test_the_dialog_asks_whether_to_open_the_results_as_a_ladder(qtbot, reference, monkeypatch):
+    def run(dlg):
+        dlg.select_family("lowpass")
+        dlg.set_ladder_values([8000, 4000])
+        dlg.ladder_check.setChecked(True)
+        dlg.accept()
+        return dlg.result()
+
+    monkeypatch.setattr(DegradeDialog, "exec", run)
+    jobs, out_dir, as_ladder = DegradeDialog.ask(reference)
+    assert jobs == [("lowpass", {"cutoff_hz": 8000}), ("lowpass", {"cutoff_hz": 4000})] and as_ladder is True
+    assert out_dir == default_output_dir(reference)
+    dlg = DegradeDialog(reference)
+    qtbot.addWidget(dlg)
+    assert dlg.open_as_ladder() is False  # off unless asked for
+
+
+def test_generated_versions_are_listed_in_a_ladder_manifest_the_ladder_reader_reads(reference, tmp_path):
+    from deepaq_core.errors import DeePAQError
+    from deepaq_core.evaluation.manifest import load_manifest
+    from deepaq_core.evaluation.rate_quality import read_rate_ladder
+
+    out = tmp_path / "ladder"
+    outs = []
+    run_sync(generate_versions_job(reference, [("lowpass", {"cutoff_hz": 4000}), ("lowpass", {"cutoff_hz": 2000})],
+                                   out), threading.Event(), lambda f, m: None, lambda p: None, outs.append,
+             lambda m, tb: None, lambda: None)
+    made = outs[0]
+    assert made.manifest == str(out / "manifest.csv") and made.families == ("lowpass",) and made.errors == ()
+    # a later run into the same folder joins the ladder; the clean rung is listed once per group
+    run_sync(generate_versions_job(reference, [("lowpass", {"cutoff_hz": 6000}), ("white_noise", {"snr_db": 10})],
+                                   out), threading.Event(), lambda f, m: None, lambda p: None, outs.append,
+             lambda m, tb: None, lambda: None)
+    rows = load_manifest(out / "manifest.csv", subjective_col="intensity", group_col="group")
+    lp = [r for r in rows if r.group == "song/lowpass"]
+    assert [r.extra["param"] for r in lp] == ["", "4000", "2000", "6000"]
+    assert lp[0].degraded == lp[0].reference == os.path.abspath(reference) and lp[0].subjective == 0.0
+    assert lp[2].subjective > lp[1].subjective > lp[3].subjective > 0  # lower cutoff = more degraded
+    points = read_rate_ladder(out, families=["lowpass"])
+    assert [(p.codec, p.kbps, p.unit) for p in points] == [("lowpass", 2000.0, "Hz"), ("lowpass", 4000.0, "Hz"),
+                                                            ("lowpass", 6000.0, "Hz")]
+    assert {p.reference for p in points} == {os.path.abspath(reference)}
+    with pytest.raises(DeePAQError, match="different units"):
+        read_rate_ladder(out, families=["lowpass", "white_noise"])
+    with pytest.raises(DeePAQError, match="no codec versions"):
+        read_rate_ladder(out)  # File > Open ladder… without families: bitrate rows only, as before
+    # a manifest.csv of another kind is left alone
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "manifest.csv").write_text("reference,degraded,subjective\n")
+    assert degrade_dialog.write_ladder_manifest(other, reference, [(reference, "lowpass", {"cutoff_hz": 1})]) is None
+    assert (other / "manifest.csv").read_text() == "reference,degraded,subjective\n"

@@ -178,3 +178,62 @@ def test_closing_the_window_while_scoring_is_clean(qtbot, tmp_path):
     qtbot.waitUntil(lambda: worker.is_done, timeout=TIMEOUT_MS)
     qtbot.wait(50)  # the queued 'done' reaches the module's bookkeeping
     assert worker not in ladder._RUNNING
+
+
+@pytest.mark.parametrize("family, values, unit", [("lowpass", (2000, 4000, 8000), "Hz"),
+                                                  ("mp3", (32, 64, 128), "kbit/s")])
+def test_generate_dialog_opens_its_results_as_a_ladder(qtbot, tmp_path, monkeypatch, family, values, unit):
+    """Generate a ladder from the dialog with "Open the results as a ladder": a ladder window opens on the
+    folder, scores in a worker, and shows one point per rung, the score rising with the cutoff or bitrate."""
+    from deepaq_core.degrade import codec_unavailable_reason
+    from deepaq_gui.degrade_dialog import DegradeDialog
+    from deepaq_gui.main_window import MainWindow
+
+    if family == "mp3" and codec_unavailable_reason("mp3"):
+        pytest.skip(codec_unavailable_reason("mp3"))
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    sr = 32000
+    ref = tmp_path / "song.flac"
+    sf.write(ref, music_like(2.0, sr, seed=7), sr)
+    main = MainWindow(device="cpu", audio_backend="null")
+    qtbot.addWidget(main)
+    main.ctl.open_files([str(ref)], as_reference=True)
+    qtbot.waitUntil(lambda: main.ctl.session.reference is not None, timeout=TIMEOUT_MS)
+
+    def run(dlg):
+        assert dlg.select_family(family)
+        dlg.set_ladder_values(values)
+        dlg.ladder_check.setChecked(True)
+        dlg.accept()
+        return dlg.result()
+
+    monkeypatch.setattr(DegradeDialog, "exec", run)
+    main.ask_generate()
+    qtbot.waitUntil(lambda: bool(main.findChildren(LadderWindow)), timeout=TIMEOUT_MS)
+    (w,) = main.findChildren(LadderWindow)
+    assert w.path == str(tmp_path / "song_versions") and w.families == (family,) and w.isWindow()
+    if w.is_busy():
+        with qtbot.waitSignal(w.finished, timeout=TIMEOUT_MS):
+            pass
+    snap = w.snapshot
+    assert snap is not None, w.last_message
+    assert [(p.codec, p.kbps, p.unit) for p in snap.points] == [(family, float(v), unit) for v in values]
+    assert all(math.isfinite(s) for s in snap.scores), w.last_message
+    (curve,) = snap.curves.values()
+    assert curve.kbps.tolist() == [float(v) for v in values]
+    assert curve.mean[0] < curve.mean[1] < curve.mean[2], curve.mean  # more bandwidth or bits, higher score
+    assert w.table.rowCount() == 3 and w.table.horizontalHeaderItem(1).text() == unit
+    scatter = [i for i in w.plot.getPlotItem().items if isinstance(i, pg.ScatterPlotItem)]
+    x = scatter[0].getData()[0]
+    assert len(scatter) == 1
+    axis_label = w.plot.getPlotItem().getAxis("bottom").labelText
+    if unit == "Hz":  # a linear axis in the family's unit, no BD-rate
+        assert x.tolist() == [float(v) for v in values] and "cutoff_hz (Hz)" in axis_label
+        assert math.isnan(w.bd_figures()[0]) and "bitrates" in w.bd_label.text()
+    else:  # a codec: the log-bitrate axis as File > Open ladder… shows it
+        assert x == pytest.approx(np.log10(values)) and "bitrate" in axis_label
+    w.close()
+    # the versions were also added to the session: let their scoring end before the window goes
+    qtbot.waitUntil(lambda: main.ctl.is_idle() and not main.ctl.session.missing_results(), timeout=TIMEOUT_MS)
+    main.close()
