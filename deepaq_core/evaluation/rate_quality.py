@@ -454,8 +454,11 @@ def curves_markdown(curves: dict[str, RateCurve], anchor: str | None, *, title: 
     return "\n".join(lines) + "\n"
 
 
-def write_rate_csv(path: str | os.PathLike, tables: Sequence[dict]) -> None:
+def write_rate_csv(path: str | os.PathLike, tables: Sequence[dict], value_column: str = "kbps") -> None:
     """The rate-quality figures as CSV: one row per metric, codec and bitrate.
+
+    ``value_column`` names the third column: ``kbps`` for a codec ladder, the parameter and its
+    unit (``cutoff_hz_Hz``...) for a ladder of another degradation family.
 
     ``tables`` holds ``{"metric", "curves", "bd", "anchor"}`` dicts (``bd`` from :func:`bd_table`, may be
     empty). Columns: ``metric, codec, kbps, n, mean, ci_low, ci_high, anchor, bd_rate_percent, bd_score``;
@@ -466,7 +469,7 @@ def write_rate_csv(path: str | os.PathLike, tables: Sequence[dict]) -> None:
     tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
     with open(tmp, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
-        w.writerow(["metric", "codec", "kbps", "n", "mean", "ci_low", "ci_high", "anchor", "bd_rate_percent",
+        w.writerow(["metric", "codec", value_column, "n", "mean", "ci_low", "ci_high", "anchor", "bd_rate_percent",
                     "bd_score"])
         for t in tables:
             bd_by = {r["codec"]: r for r in (t.get("bd") or [])}

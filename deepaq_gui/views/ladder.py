@@ -445,8 +445,9 @@ class LadderWindow(QtWidgets.QWidget):
             raise DeePAQError("Nothing to export yet: no version of the ladder has been scored.")
         anchor = self.anchor_combo.currentText() or default_anchor(curves)
         bd = bd_table(curves, anchor) if len(curves) > 1 and self.is_rate() else []
+        column = "kbps" if self.is_rate() else "_".join(x for x in (self._param_name(), self.unit) if x)
         write_rate_csv(path, [{"metric": f"deepaq:{self.model or 'default'}", "curves": curves, "bd": bd,
-                               "anchor": anchor}])
+                               "anchor": anchor}], value_column=column)
 
     def _ask_export(self, kind: str) -> None:
         filters = {"png": "PNG images (*.png)", "svg": "SVG images (*.svg)", "csv": "CSV files (*.csv)"}

@@ -233,6 +233,10 @@ def test_generate_dialog_opens_its_results_as_a_ladder(qtbot, tmp_path, monkeypa
         assert math.isnan(w.bd_figures()[0]) and "bitrates" in w.bd_label.text()
     else:  # a codec: the log-bitrate axis as File > Open ladder… shows it
         assert x == pytest.approx(np.log10(values)) and "bitrate" in axis_label
+    w.export_csv(tmp_path / "ladder.csv")  # the value column says what the values are
+    rows = list(csv.DictReader(open(tmp_path / "ladder.csv")))
+    column = "cutoff_hz_Hz" if unit == "Hz" else "kbps"
+    assert [float(r[column]) for r in rows] == [float(v) for v in values]
     w.close()
     # the versions were also added to the session: let their scoring end before the window goes
     qtbot.waitUntil(lambda: main.ctl.is_idle() and not main.ctl.session.missing_results(), timeout=TIMEOUT_MS)
