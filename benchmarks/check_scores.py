@@ -11,6 +11,13 @@ prints the largest absolute score difference per set and overall. Exit status 1 
 exceeds ``--tolerance`` (0.05 points by default) or the two runs scored different rows.
 
 A check, not a test: the data is not in the repository.
+
+Precision: ``--precision bf16`` scores with that arithmetic (compare with an fp32 run), and
+``--mert-sized`` uses a MERT-v1-95M-sized network with random weights (``bench_speed.py``'s,
+seed 0, rebuilt identically each run) instead of ``--model``:
+
+    python benchmarks/check_scores.py --mert-sized --sets tcdaudio14 --save fp32.json
+    python benchmarks/check_scores.py --mert-sized --sets tcdaudio14 --precision bf16 --compare fp32.json --tolerance 0.5
 """
 
 from __future__ import annotations
@@ -34,11 +41,11 @@ def default_data() -> Path:
     return Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
-def score_sets(data: Path, model: str | None, device: str, sets=SETS) -> dict[str, float]:
+def score_sets(data: Path, model: str | None, device: str, sets=SETS, precision: str = "auto") -> dict[str, float]:
     """``"set/reference|degraded" -> score`` for every row of the sets' manifests."""
-    from deepaq_core.scoring import Scorer
+    from deepaq_core.scoring import ScoreSettings, Scorer
 
-    scorer = Scorer(model, device=device)
+    scorer = Scorer(model, device=device, settings=ScoreSettings(precision=precision))
     out: dict[str, float] = {}
     for name in sets:
         folder = data / name
@@ -63,14 +70,30 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--save", type=Path, help="write the scores here")
     g.add_argument("--compare", type=Path, help="compare with scores saved by --save")
     p.add_argument("--tolerance", type=float, default=0.05, help="largest allowed difference, points")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                   help="the network's arithmetic (default auto: fp32 on the CPU)")
+    p.add_argument("--sets", default=",".join(SETS), help=f"comma-separated sets (default {','.join(SETS)})")
+    p.add_argument("--mert-sized", action="store_true",
+                   help="score with a MERT-v1-95M-sized network with random weights (seed 0) instead of --model")
     args = p.parse_args(argv)
+    sets = tuple(x for x in args.sets.split(",") if x)
 
-    missing = [s for s in SETS if not (args.data / s / "manifest.csv").is_file()]
+    missing = [s for s in sets if not (args.data / s / "manifest.csv").is_file()]
     if missing:
         print(f"error: no {', '.join(missing)} manifest under {args.data} (give --data).", file=sys.stderr)
         return 2
+    model = args.model
+    tmp = None
+    if args.mert_sized:
+        import tempfile
+
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from bench_speed import build_mert_bundle
+
+        tmp = tempfile.TemporaryDirectory()
+        model = str(build_mert_bundle(Path(tmp.name))[0])
     t0 = time.perf_counter()
-    scores = score_sets(args.data, args.model, args.device)
+    scores = score_sets(args.data, model, args.device, sets, args.precision)
     elapsed = time.perf_counter() - t0
     print(f"scored {len(scores)} pairs in {elapsed:.1f} s")
     if args.save:
@@ -82,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: the runs scored different pairs ({len(before)} vs {len(scores)}).", file=sys.stderr)
         return 1
     worst_all = 0.0
-    for name in SETS:
+    for name in sets:
         keys = [k for k in scores if k.startswith(name + "/")]
         diffs = {k: abs(scores[k] - before[k]) for k in keys}
         worst = max(diffs, key=diffs.get)

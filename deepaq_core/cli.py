@@ -80,6 +80,10 @@ def _add_common(p: argparse.ArgumentParser, pairs: bool = True) -> None:
     g = p.add_argument_group("model and signal options")
     g.add_argument("--model", default=None, help="model name from 'deepaq models' or a bundle folder (default: compact)")
     g.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
+    g.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
+                   help="the network's arithmetic: auto (default: bf16 on a CUDA GPU, fp32 elsewhere), fp32, bf16 "
+                   "(also on CPUs with AVX512-BF16 or AMX, faster for MERT-sized models) or fp16 (CUDA only); the "
+                   "built-in model computes in fp32 regardless")
     g.add_argument("--allow-unverified", action="store_true", help=ALLOW_UNVERIFIED_HELP)
     if pairs:
         g.add_argument("--no-align", action="store_true",
@@ -230,7 +234,8 @@ def _settings(args: argparse.Namespace):
     _check_options(args)
     # max_lag_s=None: the automatic search range, max(10 s, 25 % of the longer file).
     return ScoreSettings(align=not args.no_align, lag_ms=args.offset_ms, match_loudness=not args.no_match_loudness,
-                         channels=args.channels, window_s=args.window, hop_s=args.hop, max_lag_s=None)
+                         channels=args.channels, window_s=args.window, hop_s=args.hop, max_lag_s=None,
+                         precision=getattr(args, "precision", "auto"))
 
 
 def _scorer(args: argparse.Namespace, prefetch=()):

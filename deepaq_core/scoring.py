@@ -70,6 +70,10 @@ AudioInput = Union[str, os.PathLike, AudioBuffer]
 NMR_TARGET_LUFS = -23.0  # EBU R128 programme level; NMR has no pair to match, so both go here
 
 
+#: Values of :attr:`ScoreSettings.precision`.
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
 @dataclass(frozen=True)
 class ScoreSettings:
     """User settings that change a result (stored in every result).
@@ -95,6 +99,11 @@ class ScoreSettings:
     follow_time : bool
         After the global alignment, follow local time changes (dropped or inserted time) with
         a warping path, for models whose card defines one (``local_alignment``).
+    precision : {"auto", "fp32", "bf16", "fp16"}
+        Arithmetic of the embedding network: ``auto`` is bf16 autocast on a CUDA GPU and fp32
+        elsewhere; ``bf16`` also works on the CPU, where CPUs with AVX512-BF16 or AMX run a
+        transformer backbone about 1.6-1.9x faster; ``fp16`` needs a CUDA GPU. The built-in
+        auditory model always computes in fp32.
     """
 
     align: bool = True
@@ -109,10 +118,13 @@ class ScoreSettings:
     matrix_size: int = 256
     max_lag_s: float | None = None
     follow_time: bool = True
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         if self.channels not in ("mono", "each"):
             raise ValueError("channels must be 'mono' or 'each'")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}")
         if self.window_s <= 0 or self.hop_s <= 0:
             raise ValueError("window_s and hop_s must be positive")
 
@@ -185,7 +197,8 @@ class Scorer:
         if prefetch and self.workers:
             self._prefetch(model, prefetch)
         t0 = time.perf_counter()
-        self.loaded = load_model(model, device, allow_unverified=allow_unverified)
+        self.loaded = load_model(model, device, allow_unverified=allow_unverified,
+                                 precision=self.settings.precision)
         self.model_load_s = time.perf_counter() - t0
 
     # -- reading ahead ----------------------------------------------------------------------

@@ -60,6 +60,10 @@ class LoadedModel:
         if self.device.type == "cuda" and self.precision in ("auto", "bf16", "fp16"):
             dtype = torch.float16 if self.precision == "fp16" else torch.bfloat16
             return torch.autocast("cuda", dtype=dtype)
+        if self.device.type == "cpu" and self.precision == "bf16":
+            # Only when asked: on CPUs with AVX512-BF16 or AMX, oneDNN's bf16 matrix products make
+            # a MERT-95M-sized backbone 1.6-1.9x faster; elsewhere bf16 is emulated and slower.
+            return torch.autocast("cpu", dtype=torch.bfloat16)
         return torch.autocast("cpu", enabled=False)
 
     def run(self, segments: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

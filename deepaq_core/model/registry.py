@@ -219,18 +219,26 @@ def list_models() -> list[ModelEntry]:
     return out
 
 
-_CACHE: dict[tuple[str, str], Any] = {}
+_CACHE: dict[tuple[str, ...], Any] = {}
 _CACHE_LOCK = threading.Lock()
 
 
 def load_model(name_or_path: str | os.PathLike | None = None, device: str = "auto", *,
-               allow_unverified: bool = False):
+               allow_unverified: bool = False, precision: str = "auto"):
     """Load a model of the ladder, cached per process.
 
     Parameters
     ----------
     allow_unverified : bool
         Also load a bundle whose card has no weights checksum (refused otherwise).
+    precision : {"auto", "fp32", "bf16", "fp16"}
+        Arithmetic of the network's forward pass (see :class:`deepaq_core.scoring.ScoreSettings`).
+        Loads of one model at two precisions share its weights.
+
+    Raises
+    ------
+    ModelError
+        ``fp16`` on a device other than a CUDA GPU (one sentence).
 
     Returns
     -------
@@ -242,14 +250,21 @@ def load_model(name_or_path: str | os.PathLike | None = None, device: str = "aut
     bundle = resolve(name_or_path)
     check_verified(bundle, allow_unverified)
     dev = resolve_device(device)
-    key = (str(bundle.folder or bundle.name), str(dev), str(bundle.card.get("weights_sha256")))
+    if precision == "fp16" and dev.type != "cuda":
+        raise ModelError(f"fp16 needs a CUDA GPU; on {dev.type} use bf16 or fp32.")
+    base = (str(bundle.folder or bundle.name), str(dev), str(bundle.card.get("weights_sha256")))
+    key = base + (precision,)
     with _CACHE_LOCK:
         if key in _CACHE:
             return _CACHE[key]
+        same_weights = next((v for k, v in _CACHE.items() if k[:3] == base), None)
     from deepaq_core.model.bundle import build_model
 
-    model = build_model(bundle, allow_unverified=allow_unverified).to(dev)
-    loaded = LoadedModel(model=model, bundle=bundle, device=dev)
+    if same_weights is not None:  # the same network at another precision: share its weights
+        model = same_weights.model
+    else:
+        model = build_model(bundle, allow_unverified=allow_unverified).to(dev)
+    loaded = LoadedModel(model=model, bundle=bundle, device=dev, precision=precision)
     with _CACHE_LOCK:
         _CACHE[key] = loaded
     log.info("loaded model %s on %s", bundle.info().label, dev)

@@ -227,3 +227,26 @@ def test_window_sums_match_numpy_cumsum():
         got = window_sums(frames, starts, ends)
         assert got.shape == (starts.size, 7) and got.dtype == np.float64
         np.testing.assert_allclose(got, csum[ends] - csum[starts], rtol=1e-12, atol=1e-9)
+
+def test_bf16_on_the_cpu_is_used_when_asked_and_shares_the_weights():
+    from deepaq_core.errors import ModelError
+
+    sr = 48000
+    x = music_like(4.0, sr, seed=21)[:, 0]
+    ref = AudioBuffer(x[None, :].astype(np.float32), sr, None)
+    deg = AudioBuffer((x + 0.02 * np.random.default_rng(3).normal(size=x.size))[None, :].astype(np.float32), sr, None)
+    fp32 = Scorer("compact-untrained", "cpu", ScoreSettings(precision="fp32"), workers=0)
+    bf16 = Scorer("compact-untrained", "cpu", ScoreSettings(precision="bf16"), workers=0)
+    assert bf16.loaded is not fp32.loaded and bf16.loaded.model is fp32.loaded.model  # one copy of the weights
+    assert (fp32.loaded.precision, bf16.loaded.precision) == ("fp32", "bf16")
+    a, b = fp32.score(ref, deg), bf16.score(ref, deg)
+    assert a.distance != b.distance  # bf16 arithmetic really ran ...
+    assert abs(a.score - b.score) < 2.0  # ... and stays close to fp32
+    assert b.settings["precision"] == "bf16"
+    # the built-in auditory model computes in fp32 whatever is asked
+    assert Scorer(device="cpu", settings=ScoreSettings(precision="bf16"), workers=0).score(ref, deg).distance == \
+        Scorer(device="cpu", workers=0).score(ref, deg).distance
+    with pytest.raises(ModelError, match="fp16 needs a CUDA GPU"):
+        Scorer("compact-untrained", "cpu", ScoreSettings(precision="fp16"))
+    with pytest.raises(ValueError, match="precision"):
+        ScoreSettings(precision="int8")
