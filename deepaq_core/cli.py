@@ -235,7 +235,7 @@ def _settings(args: argparse.Namespace):
     # max_lag_s=None: the automatic search range, max(10 s, 25 % of the longer file).
     return ScoreSettings(align=not args.no_align, lag_ms=args.offset_ms, match_loudness=not args.no_match_loudness,
                          channels=args.channels, window_s=args.window, hop_s=args.hop, max_lag_s=None,
-                         precision=getattr(args, "precision", "auto"))
+                         precision=args.precision)
 
 
 def _scorer(args: argparse.Namespace, prefetch=()):

@@ -189,7 +189,7 @@ def _lost_structure_block(ref: np.ndarray, deg: np.ndarray, spec: DistanceSpec, 
     np.multiply(st[0], st[0], out=st[2])
     np.multiply(st[1], st[1], out=st[3])
     np.multiply(st[0], st[1], out=st[4])
-    m = uniform_filter1d(st, min(size, n), axis=-1, mode="nearest")
+    m = uniform_filter1d(st, size, axis=-1, mode="nearest")
     mr, md, vr, vd, cov = m
     vr -= mr * mr
     np.maximum(vr, 0.0, out=vr)

@@ -279,7 +279,7 @@ def write_ladder_manifest(out_dir: str | os.PathLike, reference_path: str | os.P
     DeePAQError
         The manifest cannot be read or written (one sentence).
     """
-    from deepaq_core.evaluation.ladder import LADDER_COLUMNS
+    from deepaq_core.evaluation.ladder import LADDER_COLUMNS, ladder_row
     from deepaq_core.evaluation.manifest import write_manifest
 
     out = Path(os.path.abspath(os.fspath(out_dir)))
@@ -314,12 +314,10 @@ def write_ladder_manifest(out_dir: str | os.PathLike, reference_path: str | os.P
             continue
         group = f"{stem}/{kind}"
         if (group, ref) not in have_clean:
-            rows.append({"reference": ref, "degraded": ref, "intensity": 0.0, "group": group, "family": kind,
-                         "param": "", "unit": fam.unit, "source": ref})
+            rows.append(ladder_row(ref, ref, group, kind, ref))
             have_clean.add((group, ref))
         value = float(params[fam.param])
-        rows.append({"reference": ref, "degraded": os.path.abspath(p), "intensity": round(fam.label(value), 6),
-                     "group": group, "family": kind, "param": format_value(value), "unit": fam.unit, "source": ref})
+        rows.append(ladder_row(ref, os.path.abspath(p), group, kind, ref, format_value(value), fam.label(value)))
     try:
         write_manifest(path, rows, LADDER_COLUMNS)
     except OSError as exc:

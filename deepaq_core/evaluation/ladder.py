@@ -28,6 +28,16 @@ LADDER_COLUMNS = ["reference", "degraded", "intensity", "group", "family", "para
 _PEAK = 0.5
 
 
+def ladder_row(reference: str, degraded: str, group: str, family: str, source: str,
+               param: float | str | None = None, intensity: float = 0.0) -> dict:
+    """One row of a ladder manifest (:data:`LADDER_COLUMNS`); ``param=None`` for the clean rung."""
+    from deepaq_core.degrade import FAMILIES
+
+    return {"reference": reference, "degraded": degraded, "intensity": round(float(intensity), 6), "group": group,
+            "family": family, "param": "" if param is None else param, "unit": FAMILIES[family].unit,
+            "source": source}
+
+
 def _stem(path: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(path).stem) or "item"
 
@@ -114,8 +124,7 @@ def make_ladder_set(clean_files: Sequence[str], families: Sequence[str], out_dir
             if say:
                 say(f"ladder: {stem}: {fam_name} ({len(fam.ladder)} rungs)")
             group = f"{stem}/{fam_name}"
-            rows.append({"reference": str(ref_path), "degraded": str(ref_path), "intensity": 0.0, "group": group,
-                         "family": fam_name, "param": "", "unit": fam.unit, "source": os.path.abspath(path)})
+            rows.append(ladder_row(str(ref_path), str(ref_path), group, fam_name, os.path.abspath(path)))
             for rung in make_ladder(x, sr, fam, seed=seed, include_clean=False, **(params or {})):
                 y = np.asarray(rung["audio"], dtype=np.float32)
                 clipped = int(np.count_nonzero(np.abs(y) > 1.0))
@@ -123,9 +132,8 @@ def make_ladder_set(clean_files: Sequence[str], families: Sequence[str], out_dir
                     log.warning("%s %s %g: %d samples clipped", stem, fam_name, rung["param"], clipped)
                 deg_path = item_dir / f"{fam_name}_{rung['param']:g}.flac"
                 sf.write(deg_path, np.clip(y, -1.0, 1.0).T, sr, subtype="PCM_24")
-                rows.append({"reference": str(ref_path), "degraded": str(deg_path),
-                             "intensity": round(float(rung["label"]), 6), "group": group, "family": fam_name,
-                             "param": rung["param"], "unit": fam.unit, "source": os.path.abspath(path)})
+                rows.append(ladder_row(str(ref_path), str(deg_path), group, fam_name, os.path.abspath(path),
+                                       rung["param"], rung["label"]))
     manifest = out / "manifest.csv"
     write_manifest(manifest, rows, LADDER_COLUMNS)
     return str(manifest)

@@ -147,8 +147,6 @@ def _from_manifest(csv_path: Path, families: set[str] | None = None) -> list[Lad
                 raise DeePAQError(f"{csv_path.name} line {k}: the {codec} value '{row.get('param')}' is not a "
                                   "number.") from None
             unit = row.get("unit", "")
-            if not math.isfinite(rate):
-                continue
         else:
             parsed = parse_rate_name(deg) if not row.get("family") else None
             if parsed:
