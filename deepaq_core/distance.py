@@ -35,11 +35,18 @@ Two kinds exist:
     under ``structure_tolerance`` is not counted. Like the lost-bandwidth term it is a fraction of
     the bands, added after the normalisation, and it needs the aligned sequences
     (:func:`sequence_disturbance`); the reference x degraded time matrix leaves it out.
+
+    With ``reliable_bins`` > 0, a band whose power the front end measures on fewer spectrum bins
+    than that counts in proportion in the loudness disturbance (``band_weights``, derived from
+    the card's front end by :meth:`DistanceSpec.from_card`). Below about 250 Hz a half-ERB band of
+    the 2048-point frame holds about one bin, so its loudness follows the phase of the components
+    in it and the noise of a single bin more than what is heard: a constant phase shift of pink
+    noise, inaudible to listeners, shows there first.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -67,17 +74,29 @@ class DistanceSpec:
     structure_frames: int = 16
     structure_cv: float = 0.2
     structure_tolerance: float = 0.1
+    reliable_bins: float = 0.0
+    #: Per-band weights of the loudness disturbance [K]; set by :meth:`from_card`, never read from a card.
+    band_weights: tuple[float, ...] | None = None
     units: str = "L2 distance between unit-norm embeddings (0-2), lower is better"
 
     @classmethod
     def from_card(cls, card: dict) -> "DistanceSpec":
+        from deepaq_core.errors import ModelError
+
         d = card.get("distance") or {}
-        known = set(cls.__dataclass_fields__)
+        known = set(cls.__dataclass_fields__) - {"band_weights"}
         spec = cls(**{k: v for k, v in d.items() if k in known})
         if spec.type not in DISTANCE_TYPES:
-            from deepaq_core.errors import ModelError
-
             raise ModelError(f"Unknown distance type '{spec.type}' in the model card.")
+        if spec.reliable_bins > 0:
+            backbone = card.get("backbone") or {}
+            if backbone.get("type") != "auditory":
+                raise ModelError("The model card's distance.reliable_bins needs the auditory front end (backbone type "
+                                 "'auditory').")
+            from deepaq_core.model.auditory import AuditoryConfig, auditory_bands
+
+            bins = auditory_bands(AuditoryConfig.from_dict(backbone.get("config") or {}))["bins"]
+            spec = replace(spec, band_weights=tuple(float(w) for w in np.minimum(1.0, bins / spec.reliable_bins)))
         return spec
 
     @property
@@ -98,13 +117,16 @@ def loudness_disturbance(ref: np.ndarray, deg: np.ndarray, spec: DistanceSpec) -
     -------
     ndarray [...]
         Power mean over bands of the masked, asymmetrically weighted loudness difference (same
-        units as the loudness; divide by a reference loudness to compare across material).
+        units as the loudness; divide by a reference loudness to compare across material), each
+        band times its ``band_weights`` entry when the spec has them.
     """
     ref = np.asarray(ref, dtype=np.float64)
     deg = np.asarray(deg, dtype=np.float64)
     diff = deg - ref
     d = np.maximum(np.abs(diff) - spec.mask * np.minimum(ref, deg), 0.0)
     d *= np.where(diff > 0, spec.weight_added, spec.weight_missing)
+    if spec.band_weights is not None:
+        d *= np.asarray(spec.band_weights)
     return np.mean(d**spec.band_p, axis=-1) ** (1.0 / spec.band_p)
 
 

@@ -22,7 +22,7 @@ from deepaq_core.model.auditory import AuditoryBackbone, AuditoryConfig, auditor
 from deepaq_core.model.bundle import save_bundle  # noqa: E402
 from deepaq_core.model.head import EmbeddingHead, EmbeddingModel  # noqa: E402
 
-VERSION = "0.4.0"
+VERSION = "0.4.1"
 DISTANCE = {
     "type": "loudness_disturbance",
     "mask": 0.1,
@@ -38,6 +38,7 @@ DISTANCE = {
     "structure_frames": 16,
     "structure_cv": 0.2,
     "structure_tolerance": 0.1,
+    "reliable_bins": 1.5,
     "units": "loudness disturbance relative to the reference's mean specific loudness (0 = identical), "
     "lower is better",
 }

@@ -47,7 +47,8 @@ def auditory_bands(cfg: AuditoryConfig) -> dict[str, np.ndarray]:
     -------
     dict
         ``centre_hz`` [K]; ``weights`` [K, n_fft // 2 + 1] (triangular ERB bands times the
-        outer/middle-ear power weighting); ``spread`` [K, K] (row ``i``: how much of each band's
+        outer/middle-ear power weighting); ``bins`` [K] (how many spectrum bins each band's power
+        rests on: the sum of its triangular weights); ``spread`` [K, K] (row ``i``: how much of each band's
         energy band ``i`` receives; rows sum to 1); ``threshold`` [K] (internal noise per band,
         power re 20 uPa).
     """
@@ -68,7 +69,8 @@ def auditory_bands(cfg: AuditoryConfig) -> dict[str, np.ndarray]:
     spread = 10.0 ** (-att / 10.0)
     spread /= spread.sum(axis=1, keepdims=True)
     thr_db = 0.4 * 3.64 * (fc / 1000.0) ** -0.8 + cfg.threshold_offset_db  # BS.1387 internal noise
-    return {"centre_hz": fc, "weights": tri * ear[None, :], "spread": spread, "threshold": 10.0 ** (thr_db / 10.0)}
+    return {"centre_hz": fc, "weights": tri * ear[None, :], "bins": tri.sum(axis=1), "spread": spread,
+            "threshold": 10.0 ** (thr_db / 10.0)}
 
 
 class AuditoryBackbone(Backbone):

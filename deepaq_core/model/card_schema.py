@@ -114,6 +114,7 @@ DISTANCE_LIMITS: dict[str, tuple[str, float, float]] = {
     "structure_frames": ("int", 1, 100000),
     "structure_cv": ("num", 0.0, 100.0),
     "structure_tolerance": ("num", 0.0, 0.99),
+    "reliable_bins": ("num", 0.0, 1000.0),
 }
 LOCAL_ALIGNMENT_LIMITS: dict[str, tuple[str, float, float]] = {
     "band_s": ("num", 0.0, 10.0),

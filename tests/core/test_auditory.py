@@ -305,3 +305,51 @@ def test_lost_structure_in_blocks_equals_one_pass_over_the_file():
     weight = (mr > 0.1) * np.minimum(1.0, np.sqrt(vr) / mr / 0.2)
     want = np.sum(weight * np.maximum(0.9 - np.clip(corr, 0, 1), 0) / 0.9, axis=1) / 12
     np.testing.assert_allclose(lost_structure(ref, deg, spec), want, rtol=1e-9, atol=1e-12)
+
+
+def test_reliable_bins_weights_bands_measured_on_few_spectrum_bins():
+    from deepaq_core.errors import ModelError
+    from deepaq_core.model.auditory import auditory_card
+
+    cfg = AuditoryConfig()
+    bands = auditory_bands(cfg)
+    fc, bins = bands["centre_hz"], bands["bins"]
+    assert bins[fc < 250].max() < 1.2 and bins[fc > 2000].min() > 5  # one bin low down, many higher up
+    dist = {"type": "loudness_disturbance", "mask": 0.1, "reliable_bins": 1.5}
+    spec = DistanceSpec.from_card(auditory_card(cfg, dist, {"type": "exp2", "d50": 0.5, "power": 1.0}, None))
+    w = np.asarray(spec.band_weights)
+    assert w.shape == fc.shape and np.all(w[fc < 250] < 0.8) and np.all(w[fc > 1000] == 1.0)
+    plain = DistanceSpec.from_card(auditory_card(cfg, {**dist, "reliable_bins": 0.0}, {"type": "exp2"}, None))
+    assert plain.band_weights is None
+    # the same loudness change counts less in a band that rests on one bin than in one on many
+    ref = np.ones((3, fc.size))
+    low, mid = ref.copy(), ref.copy()
+    low[:, 2] = 2.0
+    mid[:, int(np.argmin(np.abs(fc - 2000)))] = 2.0
+    assert loudness_disturbance(ref, low, spec)[0] < 0.7 * loudness_disturbance(ref, mid, spec)[0]
+    np.testing.assert_allclose(loudness_disturbance(ref, low, plain), loudness_disturbance(ref, mid, plain))
+    # a card cannot smuggle weights in, and the setting needs the auditory front end
+    assert DistanceSpec.from_card({"distance": {**dist, "reliable_bins": 0.0, "band_weights": [0.0]}}).band_weights is None
+    with pytest.raises(ModelError, match="reliable_bins"):
+        DistanceSpec.from_card({"backbone": {"type": "compact"}, "distance": dist})
+
+
+def test_reliable_bins_lowers_the_disturbance_of_a_phase_shifted_noise(backbone):
+    # A constant 90-degree phase shift of pink noise is inaudible; the loudness of the one-bin
+    # bands at the bottom moves with it, and the weighting takes most of that out.
+    from deepaq_core.model.auditory import auditory_card
+
+    rng = np.random.default_rng(11)
+    white = rng.normal(size=4 * SR)
+    f = np.fft.rfftfreq(white.size, 1 / SR)
+    pink = np.fft.irfft(np.fft.rfft(white) / np.sqrt(np.maximum(f, 20.0)), n=white.size)
+    pink = 0.05 * pink / np.std(pink)
+    shifted = np.imag(scipy.signal.hilbert(pink))
+    with torch.no_grad():
+        r, d = (backbone(torch.as_tensor(x, dtype=torch.float32)[None])[-1][0].numpy().astype(np.float64)
+                for x in (pink, shifted))
+    cfg = AuditoryConfig()
+    on, off = (DistanceSpec.from_card(auditory_card(cfg, {"type": "loudness_disturbance", "mask": 0.1,
+                                                          "reliable_bins": rb}, {"type": "exp2"}, None))
+               for rb in (1.5, 0.0))
+    assert loudness_disturbance(r, d, on).mean() < 0.9 * loudness_disturbance(r, d, off).mean()
