@@ -44,7 +44,7 @@ from deepaq_core.embedding import (
 )
 from deepaq_core.distance import (
     DistanceSpec,
-    frame_disturbance,
+    disturbance_matrix,
     power_mean,
     reference_level,
     sequence_disturbance,
@@ -696,11 +696,7 @@ def _disturbance_matrix(ref: np.ndarray, deg: np.ndarray, first: int, stop: int,
     count = (ends - starts)[:, None]
     r = window_sums(ref, starts, ends) / count
     d = window_sums(deg, starts, ends) / count
-    # Rows in blocks of 32 (the distance broadcasts: [32, 1, K] x [M, K]); the same values as one
-    # row at a time, with a few dozen numpy calls instead of a few thousand.
-    m = np.concatenate([frame_disturbance(r[i : i + 32, None, :], d[None, :, :], spec, norm)
-                        for i in range(0, r.shape[0], 32)])
-    return m.astype(np.float32), starts
+    return disturbance_matrix(r, d, spec, norm), starts
 
 
 def _normalised(buf: AudioBuffer) -> AudioBuffer:

@@ -204,15 +204,21 @@ def _fft_helper():
     return _FFT_HELPER
 
 
-def _curves(r: np.ndarray, d: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _curves(r: np.ndarray, d: np.ndarray, offsets: np.ndarray, tight: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """PHAT-beta and normalised cross-correlation of ``r`` against ``d`` at ``offsets``.
 
     ``c[j] = sum_n r[n] d[n + j]`` (linear, not circular, via one FFT pair); the NCC divides by the
-    energies of exactly the samples that overlap at each offset.
+    energies of exactly the samples that overlap at each offset. With ``tight``, the transform is
+    only as long as the wanted offsets need (a circular correlation of that length equals the
+    linear one there): about half the length for the fine pass, whose few offsets span tens of
+    samples. The NCC is the same either way; PHAT's whitening sees a different frequency grid.
     """
     import scipy.fft  # lazy: scipy.fft costs ~0.2 s to import, and most imports never align
 
-    nfft = scipy.fft.next_fast_len(r.shape[0] + d.shape[0] - 1, real=True)
+    need = r.shape[0] + d.shape[0] - 1
+    if tight and offsets.size:
+        need = min(need, max(r.shape[0] + max(int(offsets.max()), 0), d.shape[0] + max(-int(offsets.min()), 0)))
+    nfft = scipy.fft.next_fast_len(need, real=True)
     # The two forward and the two inverse transforms run in pairs, one in a helper thread
     # (pocketfft releases the GIL): the same values, in about 60 % of the time on 2 cores.
     helper = _fft_helper() if nfft >= _PARALLEL_FFT else None
@@ -389,7 +395,7 @@ def find_lag(
         r -= r.mean()
         d -= d.mean()
         fine_lags = np.arange(f_lo, f_hi + 1)
-        fine_phat, fine_ncc = _curves(r, d, fine_lags + f_start - g_lo)
+        fine_phat, fine_ncc = _curves(r, d, fine_lags + f_start - g_lo, tight=True)
         signed = fine_phat if dominant else fine_ncc
         curve = np.abs(signed)
         best = int(np.argmax(curve))

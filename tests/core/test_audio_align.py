@@ -414,3 +414,16 @@ def test_apply_alignment_is_the_one_place_a_lag_polarity_and_gain_are_applied():
     np.testing.assert_allclose(early[0], [0, 0, -2, -4, -6])
     view = apply_alignment(x, 2, 1, 4)
     assert np.shares_memory(view, x) and view.tolist() == [[4, 5, 6]]  # nothing to change: no copy
+
+
+def test_tight_transform_gives_the_same_correlation_at_the_wanted_offsets():
+    from deepaq_core.audio.align import _curves
+
+    rng = np.random.default_rng(3)
+    r = rng.normal(size=20000)
+    d = np.concatenate([rng.normal(size=7), r, rng.normal(size=30)]) + 0.3 * rng.normal(size=20037)
+    offsets = np.arange(-5, 26)  # the fine pass's few offsets around the true one (7)
+    phat, ncc = _curves(r, d, offsets)
+    phat_t, ncc_t = _curves(r, d, offsets, tight=True)
+    np.testing.assert_allclose(ncc_t, ncc, rtol=1e-9, atol=1e-12)  # the same sums, a shorter transform
+    assert offsets[np.argmax(np.abs(phat_t))] == offsets[np.argmax(np.abs(phat))] == 7

@@ -353,3 +353,21 @@ def test_reliable_bins_lowers_the_disturbance_of_a_phase_shifted_noise(backbone)
                                                           "reliable_bins": rb}, {"type": "exp2"}, None))
                for rb in (1.5, 0.0))
     assert loudness_disturbance(r, d, on).mean() < 0.9 * loudness_disturbance(r, d, off).mean()
+
+
+@pytest.mark.parametrize("band_p, weights", [(2.0, True), (3.0, False)])
+def test_disturbance_matrix_equals_frame_disturbance_of_every_pair(band_p, weights):
+    from deepaq_core.distance import disturbance_matrix, frame_disturbance
+
+    rng = np.random.default_rng(12)
+    k = 20
+    ref = rng.gamma(2.0, 0.5, size=(70, k))  # more rows than one block of 64
+    ref[:, 15:] *= 0.1  # some bands below the audibility floor
+    deg = np.maximum(rng.gamma(2.0, 0.5, size=(45, k)) - 0.3, 0.0)
+    spec = DistanceSpec(type="loudness_disturbance", mask=0.1, weight_added=1.0, weight_missing=0.5, band_p=band_p,
+                        lost_weight=2.0, lost_floor=0.1,
+                        band_weights=tuple(np.linspace(0.4, 1.0, k)) if weights else None)
+    want = np.array([[frame_disturbance(r, d, spec, 1.7) for d in deg] for r in ref])
+    got = disturbance_matrix(ref, deg, spec, 1.7)
+    assert got.shape == (70, 45) and got.dtype == np.float32
+    np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-6)
