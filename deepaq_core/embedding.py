@@ -58,6 +58,42 @@ def _is_cancelled(cancel) -> bool:
     return bool(cancel())
 
 
+@dataclass(frozen=True)
+class Spliced:
+    """A mono signal read piece by piece and never built in full.
+
+    It is ``inner * gain`` on samples ``[start, start + len(inner))`` and ``outer * outer_gain``
+    everywhere else (``len(outer)`` samples in all): a degraded signal placed on its reference's
+    timeline with the reference filling the rest, both at the calibration gain. Building that
+    signal took two fresh arrays as long as the file per channel (115 MB each for 10 minutes of
+    48 kHz audio), whose new pages cost more than the multiplication; :func:`iter_embed_many`
+    reads each chunk straight from the pieces, with the same float32 values.
+    """
+
+    outer: np.ndarray
+    inner: np.ndarray
+    start: int = 0
+    gain: float = 1.0
+    outer_gain: float = 1.0
+
+    @property
+    def shape(self) -> tuple[int]:
+        return (int(self.outer.shape[-1]),)
+
+    def read(self, lo: int, hi: int, out: np.ndarray) -> None:
+        """Write samples ``[lo, hi)`` into ``out[: hi - lo]``."""
+        a, b = self.start, self.start + int(self.inner.shape[-1])
+        for x0, x1, src, off, g in ((lo, min(hi, a), self.outer, 0, self.outer_gain),
+                                    (max(lo, a), min(hi, b), self.inner, -a, self.gain),
+                                    (max(lo, b), hi, self.outer, 0, self.outer_gain)):
+            if x1 > x0:
+                dst = out[x0 - lo : x1 - lo]
+                if g == 1.0:
+                    dst[:] = src[x0 + off : x1 + off]
+                else:
+                    np.multiply(src[x0 + off : x1 + off], np.float32(g), out=dst)
+
+
 class _Signal:
     """Chunking of one mono signal and accumulation of its chunks' embeddings (see :func:`iter_embed`)."""
 
@@ -84,14 +120,17 @@ class _Signal:
         self.frames = np.zeros((total, model.head.dim), dtype=np.float32)
         self.layer_sum = None
         self.counts = np.zeros(self.n_bins, dtype=np.float64)
-        self.wave = np.asarray(wave, dtype=np.float32)
+        self.wave = wave if isinstance(wave, Spliced) else np.asarray(wave, dtype=np.float32)
 
     def segment(self, c: int, out: np.ndarray) -> None:
         """Write chunk ``c`` with its context (zeros beyond the signal) into ``out`` [seg_len] (zeroed)."""
         s = (c * self.core - self.ctx) * self.hop - self.pad_left
         lo, hi = max(s, 0), min(s + self.seg_len, self.n)
         if hi > lo:
-            out[lo - s : hi - s] = self.wave[lo:hi]
+            if isinstance(self.wave, Spliced):
+                self.wave.read(lo, hi, out[lo - s : hi - s])
+            else:
+                out[lo - s : hi - s] = self.wave[lo:hi]
 
     def add(self, c: int, emb, hidden) -> None:
         """Keep chunk ``c``'s central frames: ``emb`` [T, D] and ``hidden`` [L, T, H] tensors."""
@@ -130,7 +169,7 @@ def iter_embed(
     Parameters
     ----------
     loaded : LoadedModel
-    wave : ndarray [N] float32 at ``loaded.model.sample_rate``
+    wave : ndarray [N] float32 at ``loaded.model.sample_rate``, or a :class:`Spliced` signal
     valid_samples : (start, stop) or None
         Sample range holding real signal (the aligned overlap); frames outside it are marked
         invalid and do not enter the layer bins. Default: the whole signal.

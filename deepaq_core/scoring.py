@@ -33,6 +33,7 @@ from deepaq_core.audio import AudioBuffer, integrated_loudness, load_audio, prep
 from deepaq_core.audio.loudness import k_step_energies
 from deepaq_core.embedding import (
     Embedded,
+    Spliced,
     frame_distances,
     iter_embed,
     iter_embed_many,
@@ -291,13 +292,15 @@ class Scorer:
         return float(10.0 ** ((float(target) - lufs) / 20.0))
 
     # -- embedding with a cache -------------------------------------------------------------
-    def _iter_reference(self, ref: AudioBuffer, summary: FileSummary, channel: int, cancel):
+    def _iter_reference(self, ref: AudioBuffer, summary: FileSummary, channel: int, cal: float, cancel):
         s = self.settings
-        key = (summary.sha256, channel, ref.samples.shape[1], s.chunk_s, s.context_s, s.heatmap_columns)
+        key = (summary.sha256, channel, ref.samples.shape[1], cal, s.chunk_s, s.context_s, s.heatmap_columns)
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
-        emb = yield from iter_embed(self.loaded, ref.samples[channel], chunk_s=s.chunk_s, context_s=s.context_s,
+        wave = ref.samples[channel] if cal == 1.0 else Spliced(ref.samples[channel], ref.samples[channel][:0],
+                                                               outer_gain=cal)
+        emb = yield from iter_embed(self.loaded, wave, chunk_s=s.chunk_s, context_s=s.context_s,
                                     heatmap_columns=s.heatmap_columns, cancel=cancel)
         self._cache[key] = emb
         while len(self._cache) > self._cache_size:
@@ -362,8 +365,6 @@ class Scorer:
         # when the aligned overlap starts at the reference's start, for loudness matching.
         ref_steps = self._reference_steps(ref, ref_summary)
         cal = self._calibration_gain(ref, ref_summary, ref_steps)
-        ref_in = ref if cal == 1.0 else AudioBuffer((ref.samples * cal).astype(np.float32, copy=False),
-                                                    ref.sample_rate, ref.info)
         ref_load_s = time.perf_counter() - t_load
         n_ch = ref.channels
         n_jobs = len(degraded)
@@ -396,7 +397,7 @@ class Scorer:
             ref_embs: list[Embedded] = []
             t0 = time.perf_counter()
             for ch in range(n_ch):
-                gen = self._iter_reference(ref_in, ref_summary, ch, cancel)
+                gen = self._iter_reference(ref, ref_summary, ch, cal, cancel)
                 try:
                     while True:
                         yield Progress(frac(next(gen)), "Embedding reference")
@@ -425,13 +426,8 @@ class Scorer:
                         # Outside the overlap the degraded file has no counterpart; the reference
                         # fills it so that context windows near the edges see no artificial
                         # silence. Those frames are masked anyway; this keeps the frames just
-                        # inside the edges honest.
-                        src = ref_in.samples[ch]
-                        timeline = np.empty_like(src)
-                        timeline[:first] = src[:first]
-                        timeline[stop:] = src[stop:]
-                        np.multiply(pair.degraded.samples[ch], np.float32(cal), out=timeline[first:stop])
-                        waves.append(timeline)
+                        # inside the edges honest. Read chunk by chunk, never copied whole.
+                        waves.append(Spliced(ref.samples[ch], pair.degraded.samples[ch], first, cal, cal))
                         valid.append((first, stop))
                 label = names[0] if len(names) == 1 else f"{names[0]} and {len(names) - 1} more"
                 gen = iter_embed_many(self.loaded, waves, chunk_s=s.chunk_s, context_s=s.context_s,

@@ -229,3 +229,24 @@ def test_group_size_fills_a_batch_and_no_more():
         assert scorer._group_size(48000 * 600) == 1  # 60 chunks: fills batches alone
     finally:
         loaded.device, loaded.batch_size = device, size
+
+
+@pytest.mark.parametrize("start, cal", [(0, 1.0), (12345, 0.73), (48000 * 3, 1.9)])
+def test_spliced_signal_embeds_exactly_like_the_built_timeline(start, cal):
+    from deepaq_core.embedding import Spliced, embed
+    from deepaq_core.model.registry import load_model
+
+    rng = np.random.default_rng(start)
+    outer = music_like(9, 48000, seed=1)[:, 0]
+    inner = (0.5 * rng.standard_normal(outer.size - start - 4000)).astype(np.float32)
+    built = outer * np.float32(cal)  # the way the timeline was built before: a whole-file copy
+    built[start : start + inner.size] = inner * np.float32(cal)
+    spliced = Spliced(outer, inner, start, cal, cal)
+    out = np.zeros(outer.size, dtype=np.float32)
+    for lo, hi in ((0, outer.size), (start - 7 if start else 0, start + 100), (outer.size - 5000, outer.size)):
+        spliced.read(lo, hi, out[: hi - lo])
+        assert np.array_equal(out[: hi - lo], built[lo:hi])
+    loaded = load_model(None, device="cpu")
+    a = embed(loaded, built, chunk_s=2.0, context_s=0.5)
+    b = embed(loaded, spliced, chunk_s=2.0, context_s=0.5)
+    assert np.array_equal(a.frames, b.frames) and np.array_equal(a.layer_bins, b.layer_bins)
