@@ -353,7 +353,7 @@ class Scorer:
                 f"reference has {n_ch}; per-channel scoring needs equal channel counts."
             )
         pair = prepare_pair(ref, deg, align=s.align, lag_ms=s.lag_ms, match_loudness=s.match_loudness,
-                            max_lag_s=s.max_lag_s, reference_steps=ref_steps)
+                            max_lag_s=s.max_lag_s, reference_steps=ref_steps, scale=False)
         return deg, deg_summary, pair, time.perf_counter() - t0
 
     def _iter_score(self, reference: AudioInput, degraded: Sequence[AudioInput], cancel):
@@ -427,7 +427,10 @@ class Scorer:
                         # fills it so that context windows near the edges see no artificial
                         # silence. Those frames are masked anyway; this keeps the frames just
                         # inside the edges honest. Read chunk by chunk, never copied whole.
-                        waves.append(Spliced(ref.samples[ch], pair.degraded.samples[ch], first, cal, cal))
+                        # The degraded signal comes unscaled (prepare_pair(scale=False)): the
+                        # matching gain, then the calibration, as the reader copies each chunk.
+                        waves.append(Spliced(ref.samples[ch], pair.degraded.samples[ch], first, cal, cal,
+                                             pre_gain=10.0 ** (pair.gain_db / 20.0)))
                         valid.append((first, stop))
                 label = names[0] if len(names) == 1 else f"{names[0]} and {len(names) - 1} more"
                 gen = iter_embed_many(self.loaded, waves, chunk_s=s.chunk_s, context_s=s.context_s,

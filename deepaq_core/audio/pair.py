@@ -105,6 +105,7 @@ def prepare_pair(
     match_loudness: bool = True,
     max_lag_s: float | None = None,
     reference_steps: np.ndarray | None = None,
+    scale: bool = True,
 ) -> PreparedPair:
     """Align, trim and loudness-match a degraded signal to its reference.
 
@@ -128,6 +129,11 @@ def prepare_pair(
         :func:`~deepaq_core.audio.loudness.k_step_energies` of the whole reference, from an
         earlier loudness measurement: used (instead of filtering the reference again) when the
         kept part of the reference starts at its first sample.
+    scale : bool
+        Apply the matching gain to the returned degraded signal (the default). False leaves it
+        unscaled (a view of ``degraded.samples`` when nothing needs padding or flipping) and only
+        reports ``gain_db``: for a caller that applies the gain as it reads, sparing a copy of the
+        whole signal.
 
     Returns
     -------
@@ -195,7 +201,8 @@ def prepare_pair(
     steps = reference_steps if ref_start == 0 else None
     if match_loudness:
         gain_db, ref_lufs, deg_lufs, gain_method = robust_matching_gain_db(ref_samples, deg_samples, rate, steps)
-        deg_samples = deg_samples * np.float32(10.0 ** (gain_db / 20.0))
+        if scale:
+            deg_samples = deg_samples * np.float32(10.0 ** (gain_db / 20.0))
     else:
         gain_db, gain_method = 0.0, "off"
         ref_lufs = integrated_loudness(ref_samples, rate, steps)
@@ -209,7 +216,7 @@ def prepare_pair(
         # The reference's overlap as a view of the input (each channel's row is contiguous): a
         # copy of a 10-minute reference costs 230 MB of fresh pages and nothing needs it.
         reference=AudioBuffer(ref_samples, rate, reference.info),
-        degraded=AudioBuffer(np.ascontiguousarray(deg_samples), rate, degraded.info),
+        degraded=AudioBuffer(np.ascontiguousarray(deg_samples) if scale else deg_samples, rate, degraded.info),
         alignment=alignment,
         gain_db=float(gain_db),
         reference_loudness_lufs=float(ref_lufs),

@@ -231,8 +231,8 @@ def test_group_size_fills_a_batch_and_no_more():
         loaded.device, loaded.batch_size = device, size
 
 
-@pytest.mark.parametrize("start, cal", [(0, 1.0), (12345, 0.73), (48000 * 3, 1.9)])
-def test_spliced_signal_embeds_exactly_like_the_built_timeline(start, cal):
+@pytest.mark.parametrize("start, cal, pre", [(0, 1.0, 1.0), (12345, 0.73, 1.31), (48000 * 3, 1.9, 1.0)])
+def test_spliced_signal_embeds_exactly_like_the_built_timeline(start, cal, pre):
     from deepaq_core.embedding import Spliced, embed
     from deepaq_core.model.registry import load_model
 
@@ -240,8 +240,8 @@ def test_spliced_signal_embeds_exactly_like_the_built_timeline(start, cal):
     outer = music_like(9, 48000, seed=1)[:, 0]
     inner = (0.5 * rng.standard_normal(outer.size - start - 4000)).astype(np.float32)
     built = outer * np.float32(cal)  # the way the timeline was built before: a whole-file copy
-    built[start : start + inner.size] = inner * np.float32(cal)
-    spliced = Spliced(outer, inner, start, cal, cal)
+    built[start : start + inner.size] = (inner * np.float32(pre)) * np.float32(cal)
+    spliced = Spliced(outer, inner, start, cal, cal, pre_gain=pre)
     out = np.zeros(outer.size, dtype=np.float32)
     for lo, hi in ((0, outer.size), (start - 7 if start else 0, start + 100), (outer.size - 5000, outer.size)):
         spliced.read(lo, hi, out[: hi - lo])
@@ -250,3 +250,14 @@ def test_spliced_signal_embeds_exactly_like_the_built_timeline(start, cal):
     a = embed(loaded, built, chunk_s=2.0, context_s=0.5)
     b = embed(loaded, spliced, chunk_s=2.0, context_s=0.5)
     assert np.array_equal(a.frames, b.frames) and np.array_equal(a.layer_bins, b.layer_bins)
+
+
+def test_prepare_pair_unscaled_reports_the_gain_it_leaves_to_the_caller():
+    x = music_like(6, 48000, channels=2, seed=4).T.copy()
+    deg = np.roll(x, 480, axis=1) * np.float32(0.4)
+    ref_buf, deg_buf = AudioBuffer(x, 48000), AudioBuffer(deg, 48000)
+    scaled = prepare_pair(ref_buf, deg_buf)
+    raw = prepare_pair(ref_buf, deg_buf, scale=False)
+    assert raw.gain_db == scaled.gain_db and abs(raw.gain_db - 7.96) < 0.1  # 0.4 is -7.96 dB
+    assert np.shares_memory(raw.degraded.samples, deg_buf.samples)  # a view, no copy
+    assert np.array_equal(raw.degraded.samples * np.float32(10.0 ** (raw.gain_db / 20.0)), scaled.degraded.samples)
