@@ -46,6 +46,7 @@ Two kinds exist:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -93,9 +94,9 @@ class DistanceSpec:
             if backbone.get("type") != "auditory":
                 raise ModelError("The model card's distance.reliable_bins needs the auditory front end (backbone type "
                                  "'auditory').")
-            from deepaq_core.model.auditory import AuditoryConfig, auditory_bands
+            from deepaq_core.model.auditory_config import AuditoryConfig
 
-            bins = auditory_bands(AuditoryConfig.from_dict(backbone.get("config") or {}))["bins"]
+            bins = np.asarray(_bin_counts(AuditoryConfig.from_dict(backbone.get("config") or {})))
             spec = replace(spec, band_weights=tuple(float(w) for w in np.minimum(1.0, bins / spec.reliable_bins)))
         return spec
 
@@ -103,6 +104,15 @@ class DistanceSpec:
     def pooled_frames(self) -> bool:
         """True when windows pool frame distances (not embeddings)."""
         return self.type == LOUDNESS_DISTURBANCE
+
+
+@functools.lru_cache(maxsize=8)
+def _bin_counts(config) -> tuple[float, ...]:
+    """``auditory_bands(config)["bins"]``, built once per front-end config (the filterbank takes
+    about a millisecond, and the scorer reads the spec for every pair)."""
+    from deepaq_core.model.auditory import auditory_bands
+
+    return tuple(float(b) for b in auditory_bands(config)["bins"])
 
 
 def loudness_disturbance(ref: np.ndarray, deg: np.ndarray, spec: DistanceSpec) -> np.ndarray:
