@@ -42,6 +42,15 @@ Two kinds exist:
     the 2048-point frame holds about one bin, so its loudness follows the phase of the components
     in it and the noise of a single bin more than what is heard: a constant phase shift of pink
     noise, inaudible to listeners, shows there first.
+
+    With ``presence_weight`` > 0, a band centred between ``presence_low_hz`` and
+    ``presence_high_hz`` (2-8 kHz: where the ear is most sensitive and where the MUSHRA low-pass
+    anchors cut) counts ``1 + presence_weight`` times in the lost-bandwidth term (``lost_weights``,
+    derived from the front end's band centres by :meth:`DistanceSpec.from_card`). Counting every
+    band alike let a 3.5 kHz low-pass of music whose treble is quiet (piano, soprano) pass at 43-49,
+    where listeners comparing with the reference mark the dull sound down at once; counting the
+    top octaves more instead made the lost band above 6.6 kHz of speech (which listeners without
+    a reference hardly mind) dominate.
 """
 
 from __future__ import annotations
@@ -71,13 +80,19 @@ class DistanceSpec:
     block_p: float = 6.0
     lost_weight: float = 0.0
     lost_floor: float = 0.2
+    lost_tolerance: float = 0.0
     structure_weight: float = 0.0
     structure_frames: int = 16
     structure_cv: float = 0.2
     structure_tolerance: float = 0.1
     reliable_bins: float = 0.0
+    presence_weight: float = 0.0
+    presence_low_hz: float = 2000.0
+    presence_high_hz: float = 8000.0
     #: Per-band weights of the loudness disturbance [K]; set by :meth:`from_card`, never read from a card.
     band_weights: tuple[float, ...] | None = None
+    #: Per-band weights of the lost-bandwidth term [K]; set by :meth:`from_card`, never read from a card.
+    lost_weights: tuple[float, ...] | None = None
     units: str = "L2 distance between unit-norm embeddings (0-2), lower is better"
 
     @classmethod
@@ -85,19 +100,23 @@ class DistanceSpec:
         from deepaq_core.errors import ModelError
 
         d = card.get("distance") or {}
-        known = set(cls.__dataclass_fields__) - {"band_weights"}
+        known = set(cls.__dataclass_fields__) - {"band_weights", "lost_weights"}
         spec = cls(**{k: v for k, v in d.items() if k in known})
         if spec.type not in DISTANCE_TYPES:
             raise ModelError(f"Unknown distance type '{spec.type}' in the model card.")
-        if spec.reliable_bins > 0:
-            backbone = card.get("backbone") or {}
-            if backbone.get("type") != "auditory":
-                raise ModelError("The model card's distance.reliable_bins needs the auditory front end (backbone type "
+        for field in ("reliable_bins", "presence_weight"):
+            if getattr(spec, field) > 0 and (card.get("backbone") or {}).get("type") != "auditory":
+                raise ModelError(f"The model card's distance.{field} needs the auditory front end (backbone type "
                                  "'auditory').")
+        if spec.reliable_bins > 0 or spec.presence_weight > 0:
             from deepaq_core.model.auditory_config import AuditoryConfig
 
-            bins = np.asarray(_bin_counts(AuditoryConfig.from_dict(backbone.get("config") or {})))
-            spec = replace(spec, band_weights=tuple(float(w) for w in np.minimum(1.0, bins / spec.reliable_bins)))
+            bins, centres = (np.asarray(a) for a in _bands(AuditoryConfig.from_dict(card["backbone"].get("config") or {})))
+            if spec.reliable_bins > 0:
+                spec = replace(spec, band_weights=tuple(float(w) for w in np.minimum(1.0, bins / spec.reliable_bins)))
+            if spec.presence_weight > 0:
+                inside = (centres >= spec.presence_low_hz) & (centres < spec.presence_high_hz)
+                spec = replace(spec, lost_weights=tuple(float(w) for w in 1.0 + spec.presence_weight * inside))
         return spec
 
     @property
@@ -107,12 +126,13 @@ class DistanceSpec:
 
 
 @functools.lru_cache(maxsize=8)
-def _bin_counts(config) -> tuple[float, ...]:
-    """``auditory_bands(config)["bins"]``, built once per front-end config (the filterbank takes
-    about a millisecond, and the scorer reads the spec for every pair)."""
+def _bands(config) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """``auditory_bands(config)["bins"]`` and ``["centre_hz"]``, built once per front-end config (the
+    filterbank takes about a millisecond, and the scorer reads the spec for every pair)."""
     from deepaq_core.model.auditory import auditory_bands
 
-    return tuple(float(b) for b in auditory_bands(config)["bins"])
+    bands = auditory_bands(config)
+    return tuple(float(b) for b in bands["bins"]), tuple(float(f) for f in bands["centre_hz"])
 
 
 def loudness_disturbance(ref: np.ndarray, deg: np.ndarray, spec: DistanceSpec) -> np.ndarray:
@@ -151,14 +171,23 @@ def lost_bandwidth(ref: np.ndarray, deg: np.ndarray, spec: DistanceSpec) -> np.n
     Returns
     -------
     ndarray [...]
-        ``sum_k [ref_k > lost_floor] * clip(1 - deg_k / ref_k, 0, 1) / K``: 0 when nothing audible
-        is missing, 1 when every band is audible in the reference and silent in the degraded.
+        ``sum_k w_k [ref_k > lost_floor] * clip((1 - deg_k / ref_k - tol) / (1 - tol), 0, 1) / K``,
+        with ``w_k`` the spec's ``lost_weights`` (1 without them) and ``tol`` its
+        ``lost_tolerance``: 0 when nothing audible is missing, 1 (without weights) when every band
+        is audible in the reference and silent in the degraded. The tolerance keeps a band that
+        holds most of its loudness from counting: a frame grid a few samples off a transient moves
+        a few per cent of a band's energy into the next frame, which is not a lost band.
     """
     ref = np.asarray(ref, dtype=np.float64)
     deg = np.asarray(deg, dtype=np.float64)
     audible = ref > spec.lost_floor
-    lost = np.clip(1.0 - deg / np.where(audible, ref, 1.0), 0.0, 1.0)
-    return np.sum(np.where(audible, lost, 0.0), axis=-1) / ref.shape[-1]
+    frac = 1.0 - deg / np.where(audible, ref, 1.0)
+    if spec.lost_tolerance > 0:
+        frac = (frac - spec.lost_tolerance) / (1.0 - spec.lost_tolerance)
+    lost = np.where(audible, np.clip(frac, 0.0, 1.0), 0.0)
+    if spec.lost_weights is not None:
+        lost *= np.asarray(spec.lost_weights)
+    return np.sum(lost, axis=-1) / ref.shape[-1]
 
 
 def frame_disturbance(ref: np.ndarray, deg: np.ndarray, spec: DistanceSpec, norm: float) -> np.ndarray:
@@ -197,6 +226,7 @@ def disturbance_matrix(ref: np.ndarray, deg: np.ndarray, spec: DistanceSpec, nor
     w_added, w_missing = bw * spec.weight_added, bw * spec.weight_missing
     audible = r > spec.lost_floor
     r_inv = torch.where(audible, 1.0 / torch.where(audible, r, torch.ones_like(r)), torch.zeros_like(r))
+    lw = None if spec.lost_weights is None else torch.tensor(spec.lost_weights, dtype=torch.float32)
     out = torch.empty(r.shape[0], d.shape[0])
     with torch.no_grad():
         for i in range(0, r.shape[0], 64):  # [64, M, K] blocks: a few MB at a time
@@ -211,8 +241,13 @@ def disturbance_matrix(ref: np.ndarray, deg: np.ndarray, spec: DistanceSpec, nor
                 row = x.pow_(spec.band_p).mean(-1).pow_(1.0 / spec.band_p)
             row /= norm
             if spec.lost_weight > 0:
-                lost = (1.0 - d[None] * r_inv[i : i + 64, None, :]).clamp_(0.0, 1.0)
+                lost = 1.0 - d[None] * r_inv[i : i + 64, None, :]
+                if spec.lost_tolerance > 0:
+                    lost.sub_(spec.lost_tolerance).div_(1.0 - spec.lost_tolerance)
+                lost.clamp_(0.0, 1.0)
                 lost *= audible[i : i + 64, None, :]
+                if lw is not None:
+                    lost *= lw
                 row += spec.lost_weight * lost.sum(-1) / k
             out[i : i + 64] = row
     return out.numpy()

@@ -33,12 +33,22 @@ class Embedded:
         ``valid`` is True contribute); NaN for bins without valid frames.
     bin_frames : int
     valid : ndarray [T] bool
+        Frames whose hop lies inside the valid span (the aligned overlap): the curve's time grid.
+    whole : ndarray [T] bool or None
+        Valid frames whose whole analysis window lies inside the span (None: the same as
+        ``valid``); only these enter a frame distance.
     """
 
     frames: np.ndarray
     layer_bins: np.ndarray
     bin_frames: int
     valid: np.ndarray
+    whole: np.ndarray | None = None
+
+    @property
+    def scored(self) -> np.ndarray:
+        """The frames a frame distance counts: ``whole`` where known, else ``valid``."""
+        return self.valid if self.whole is None else self.whole
 
     @property
     def num_frames(self) -> int:
@@ -121,6 +131,15 @@ class _Signal:
         start_v, stop_v = valid_samples if valid_samples is not None else (0, n)
         k = np.arange(total)
         self.valid = (k * hop >= start_v) & ((k + 1) * hop <= stop_v)
+        # Frames whose whole analysis window lies inside the valid span. One that reaches past a cut
+        # (the file's ends, the edge of the aligned overlap) sees the zeros beyond it, and the cut
+        # spreads the energy of whatever was sounding there over every band, differently for two
+        # signals of different phase; such frames take no part in a distance. Signals too short
+        # for a whole window keep their valid frames.
+        first = k * hop - self.pad_left
+        self.whole = self.valid & (first >= start_v) & (first + rf <= stop_v)
+        if not self.whole.any():
+            self.whole = self.valid
         self.bf = bin_size(total, heatmap_columns)
         self.n_bins = math.ceil(total / self.bf)
         self.frames = np.zeros((total, model.head.dim), dtype=np.float32)
@@ -157,7 +176,8 @@ class _Signal:
     def result(self) -> Embedded:
         with np.errstate(invalid="ignore", divide="ignore"):
             bins_mean = (self.layer_sum / self.counts[None, :, None]).astype(np.float32)
-        return Embedded(frames=self.frames, layer_bins=bins_mean, bin_frames=self.bf, valid=self.valid)
+        return Embedded(frames=self.frames, layer_bins=bins_mean, bin_frames=self.bf, valid=self.valid,
+                        whole=self.whole)
 
 
 def iter_embed(

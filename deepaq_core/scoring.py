@@ -512,9 +512,9 @@ class Scorer:
                     deg_frames = d.frames.copy()
                     deg_frames[first:stop] = d.frames[first + warp.path]
                     warps.append(warp)
-                norm = reference_level(r.frames, d.valid)
+                norm = reference_level(r.frames, d.scored)
                 fd = sequence_disturbance(r.frames, deg_frames, spec, norm).astype(np.float32)
-                fd[~d.valid] = np.nan
+                fd[~d.scored] = np.nan
                 frame_d.append(fd)
                 curves.append(window_block_means(fd, starts, win, stop, spec))
                 m, mstarts = _disturbance_matrix(r.frames, deg_frames, first, stop, s.matrix_size, spec, norm)

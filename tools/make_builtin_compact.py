@@ -22,7 +22,7 @@ from deepaq_core.model.auditory import AuditoryBackbone, AuditoryConfig, auditor
 from deepaq_core.model.bundle import save_bundle  # noqa: E402
 from deepaq_core.model.head import EmbeddingHead, EmbeddingModel  # noqa: E402
 
-VERSION = "0.4.1"
+VERSION = "0.4.2"
 DISTANCE = {
     "type": "loudness_disturbance",
     "mask": 0.1,
@@ -34,11 +34,15 @@ DISTANCE = {
     "block_p": 6.0,
     "lost_weight": 2.0,
     "lost_floor": 0.1,
+    "lost_tolerance": 0.1,
     "structure_weight": 2.0,
     "structure_frames": 16,
     "structure_cv": 0.2,
     "structure_tolerance": 0.1,
     "reliable_bins": 1.5,
+    "presence_weight": 2.0,
+    "presence_low_hz": 2000.0,
+    "presence_high_hz": 8000.0,
     "units": "loudness disturbance relative to the reference's mean specific loudness (0 = identical), "
     "lower is better",
 }

@@ -110,11 +110,15 @@ DISTANCE_LIMITS: dict[str, tuple[str, float, float]] = {
     "block_p": ("num", 0.1, 64.0),
     "lost_weight": ("num", 0.0, 100.0),
     "lost_floor": ("num", 0.0, 1000.0),
+    "lost_tolerance": ("num", 0.0, 0.99),
     "structure_weight": ("num", 0.0, 100.0),
     "structure_frames": ("int", 1, 100000),
     "structure_cv": ("num", 0.0, 100.0),
     "structure_tolerance": ("num", 0.0, 0.99),
     "reliable_bins": ("num", 0.0, 1000.0),
+    "presence_weight": ("num", 0.0, 100.0),
+    "presence_low_hz": ("num", 0.0, 1e6),
+    "presence_high_hz": ("num", 0.0, 1e6),
 }
 LOCAL_ALIGNMENT_LIMITS: dict[str, tuple[str, float, float]] = {
     "band_s": ("num", 0.0, 10.0),

@@ -147,6 +147,39 @@ def test_inaudible_changes_score_as_transparent(scorer, music):
         assert r.score >= 95.0, (name, r.score)
 
 
+@pytest.mark.parametrize("seed", [7, 13])
+def test_phase_shift_of_music_cut_while_it_sounds_stays_transparent(scorer, seed):
+    # Frames whose analysis window reaches past the end of the file see the cut, and the cut
+    # spreads what is sounding there over every band, differently for the two phases: those
+    # frames take no part in the distance. These two signals scored 92.4 and 92.3 when they did,
+    # their worst frame the last one.
+    x = music_like(10.0, SR, seed=seed)[:, 0]
+    assert np.abs(x[-200:]).max() > 0.01  # still sounding at the cut
+    shifted = np.imag(scipy.signal.hilbert(x)).astype(np.float32)
+    r = scorer.score(_buf(x), _buf(shifted))
+    assert r.score >= 95.0, r.score
+    edge = np.isnan(r.frame_distance)
+    assert edge[:2].all() and edge[-2:].all() and not edge[2:-2].any()
+
+
+def test_only_frames_with_their_whole_window_inside_the_span_are_scored():
+    from deepaq_core.embedding import _Signal
+
+    class _M:  # the auditory front end's framing: 2048-point window, 640-sample hop
+        hop_length, receptive_field, sample_rate = 640, 2048, SR
+        backbone = type("B", (), {"needs_context": False})()
+        head = type("H", (), {"dim": 80})()
+
+    sig = _Signal(_M(), np.zeros(SR, np.float32), 10.0, 0.0, 64, (3000, 40000))
+    k = np.arange(sig.total)
+    first = k * 640 - (2048 - 640) // 2
+    assert np.array_equal(sig.valid, (k * 640 >= 3000) & ((k + 1) * 640 <= 40000))
+    assert np.array_equal(sig.whole, sig.valid & (first >= 3000) & (first + 2048 <= 40000))
+    assert 0 < sig.whole.sum() < sig.valid.sum()
+    short = _Signal(_M(), np.zeros(1300, np.float32), 10.0, 0.0, 64, None)  # no whole window fits
+    assert np.array_equal(short.whole, short.valid) and short.valid.any()
+
+
 def test_bandwidth_ladder_and_unrelated_music(scorer, music):
     x = music
     s16, s7, s35 = (scorer.score(_buf(x), _buf(lowpass(x, SR, fc))).score for fc in (16000, 7000, 3500))
@@ -355,6 +388,34 @@ def test_reliable_bins_lowers_the_disturbance_of_a_phase_shifted_noise(backbone)
     assert loudness_disturbance(r, d, on).mean() < 0.9 * loudness_disturbance(r, d, off).mean()
 
 
+def test_presence_weight_counts_lost_bands_between_2_and_8_khz_more():
+    from deepaq_core.errors import ModelError
+    from deepaq_core.distance import lost_bandwidth
+    from deepaq_core.model.auditory import auditory_card
+
+    cfg = AuditoryConfig()
+    fc = auditory_bands(cfg)["centre_hz"]
+    dist = {"type": "loudness_disturbance", "mask": 0.1, "lost_weight": 2.0, "lost_floor": 0.1, "presence_weight": 2.0}
+    spec = DistanceSpec.from_card(auditory_card(cfg, dist, {"type": "exp2", "d50": 0.5, "power": 1.0}, None))
+    w = np.asarray(spec.lost_weights)
+    inside = (fc >= 2000) & (fc < 8000)
+    assert w.shape == fc.shape and inside.sum() > 10 and np.all(w[inside] == 3.0) and np.all(w[~inside] == 1.0)
+    plain = DistanceSpec.from_card(auditory_card(cfg, {**dist, "presence_weight": 0.0}, {"type": "exp2"}, None))
+    assert plain.lost_weights is None
+    # a low-pass at 3.5 kHz loses presence bands; one at 10 kHz loses only bands above them
+    ref = np.ones((2, fc.size))
+    lp35, lp10 = ref * (fc < 3500), ref * (fc < 10000)
+    gain35 = lost_bandwidth(ref, lp35, spec)[0] / lost_bandwidth(ref, lp35, plain)[0]
+    assert gain35 > 1.5
+    np.testing.assert_allclose(lost_bandwidth(ref, lp10, spec), lost_bandwidth(ref, lp10, plain))
+    # inaudible reference bands still count for nothing, weighted or not
+    assert np.all(lost_bandwidth(ref * 0.05, lp35 * 0.05, spec) == 0)
+    # a card cannot smuggle weights in, and the setting needs the auditory front end
+    assert DistanceSpec.from_card({"distance": {"type": "loudness_disturbance", "lost_weights": [9.0]}}).lost_weights is None
+    with pytest.raises(ModelError, match="presence_weight"):
+        DistanceSpec.from_card({"backbone": {"type": "compact"}, "distance": dist})
+
+
 @pytest.mark.parametrize("band_p, weights", [(2.0, True), (3.0, False)])
 def test_disturbance_matrix_equals_frame_disturbance_of_every_pair(band_p, weights):
     from deepaq_core.distance import disturbance_matrix, frame_disturbance
@@ -366,7 +427,8 @@ def test_disturbance_matrix_equals_frame_disturbance_of_every_pair(band_p, weigh
     deg = np.maximum(rng.gamma(2.0, 0.5, size=(45, k)) - 0.3, 0.0)
     spec = DistanceSpec(type="loudness_disturbance", mask=0.1, weight_added=1.0, weight_missing=0.5, band_p=band_p,
                         lost_weight=2.0, lost_floor=0.1,
-                        band_weights=tuple(np.linspace(0.4, 1.0, k)) if weights else None)
+                        band_weights=tuple(np.linspace(0.4, 1.0, k)) if weights else None,
+                        lost_weights=tuple(1.0 + 2.0 * (np.arange(k) % 3 == 0)) if weights else None)
     want = np.array([[frame_disturbance(r, d, spec, 1.7) for d in deg] for r in ref])
     got = disturbance_matrix(ref, deg, spec, 1.7)
     assert got.shape == (70, 45) and got.dtype == np.float32
