@@ -89,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--files", action="store_true", help="profile `deepaq score` on files, imports included")
     p.add_argument("--torch", action="store_true", help="also print torch.profiler's top operators")
     p.add_argument("--top", type=int, default=0, help="also print cProfile's top N functions")
+    p.add_argument("--sort", default="cumulative", help="their order: cumulative or tottime")
     args = p.parse_args(argv)
 
     from bench_speed import SR, make_pair, write_pair
@@ -139,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     for step, sec in breakdown(stats, wall, args.files):
         print(f"| {step} | {sec:.3f} | {100 * sec / wall:.0f}% |")
     if args.top:
-        stats.sort_stats("cumulative").print_stats(args.top)
+        stats.sort_stats(args.sort).print_stats(args.top)
     if args.torch:
         import torch
         from torch.profiler import ProfilerActivity, profile
