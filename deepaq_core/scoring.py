@@ -445,7 +445,10 @@ class Scorer:
                 embed_s = (time.perf_counter() - t_prep) / len(members)
                 for j, (k, (deg, deg_summary, pair, prep_s)) in enumerate(zip(members, prepared)):
                     t_c = time.perf_counter()
-                    result = self._compose(ref_embs, embs[j * n_ch : (j + 1) * n_ch], ref_summary, deg_summary, pair)
+                    own = embs[j * n_ch : (j + 1) * n_ch]
+                    again, warps = self._follow_samples(ref, ref_embs, own, pair, cal, cancel)
+                    result = self._compose(ref_embs, again, ref_summary, deg_summary, pair, warps=warps,
+                                           realigned=again is not own)
                     # load_align_s: the reading and preparation itself, which may have run in a
                     # helper thread while something else was embedded; embed_s: this input's share
                     # of its group's embedding.
@@ -475,8 +478,53 @@ class Scorer:
         yield Progress(1.0, "Done")
         return results
 
+    def _follow_samples(self, ref: AudioBuffer, ref_embs: list[Embedded], deg_embs: list[Embedded], pair, cal: float,
+                        cancel) -> tuple[list[Embedded], list | None]:
+        """Follow time, then align every stretch of the path to the sample and embed again.
+
+        Returns the degraded embeddings to compare frame by frame and the warping path of each
+        channel (None when the model follows no time: the caller then compares as it is). A
+        channel whose path never leaves the global alignment keeps its embedding.
+        """
+        from deepaq_core.timewarp import realign_samples
+
+        s = self.settings
+        cfg = self.loaded.bundle.card.get("local_alignment") if s.follow_time else None
+        spec = DistanceSpec.from_card(self.loaded.bundle.card)
+        if not cfg or not spec.pooled_frames:
+            return deg_embs, None
+        fr = self.loaded.model.frame_rate
+        hop = int(self.loaded.model.hop_length)
+        idx = np.flatnonzero(deg_embs[0].valid)
+        if idx.size == 0:
+            return deg_embs, None
+        first, stop = int(idx[0]), int(idx[-1]) + 1
+        first_s = max(0, -pair.alignment.lag_samples)
+        warps, waves, chans = [], [], []
+        for ch, (r, d) in enumerate(zip(ref_embs, deg_embs)):
+            warp = _follow(r.frames, d.frames, first, stop, cfg, fr)
+            warps.append(warp)
+            inner = realign_samples(ref.samples[ch], pair.degraded.samples[ch], first_s, warp, first, hop)
+            if inner is not None:
+                waves.append(Spliced(ref.samples[ch], inner, first_s, cal, cal, pre_gain=10.0 ** (pair.gain_db / 20.0)))
+                chans.append(ch)
+        if not waves:
+            return deg_embs, warps
+        valid = [(first_s, first_s + pair.degraded.samples.shape[1])] * len(waves)
+        gen = iter_embed_many(self.loaded, waves, chunk_s=s.chunk_s, context_s=s.context_s,
+                              heatmap_columns=s.heatmap_columns, valid_samples=valid, cancel=cancel)
+        try:
+            while True:
+                next(gen)
+        except StopIteration as st:
+            again = st.value
+        out = list(deg_embs)
+        for ch, e in zip(chans, again):
+            out[ch] = e
+        return out, warps
+
     def _compose(self, ref_embs: list[Embedded], deg_embs: list[Embedded], ref_summary: FileSummary,
-                 deg_summary: FileSummary, pair) -> QualityResult:
+                 deg_summary: FileSummary, pair, warps: list | None = None, realigned: bool = False) -> QualityResult:
         s = self.settings
         bundle = self.loaded.bundle
         mapping = bundle.card["score_mapping"]
@@ -494,6 +542,7 @@ class Scorer:
 
         spec = DistanceSpec.from_card(bundle.card)
         warp_cfg = bundle.card.get("local_alignment") if s.follow_time else None
+        given = warps
         curves, frame_d, layer_maps, mats, ch_dist, warps = [], [], [], [], [], []
         for r, d in zip(ref_embs, deg_embs):
             if not spec.pooled_frames:
@@ -507,8 +556,13 @@ class Scorer:
                 ch_dist.append(float(np.mean(curves[-1])))
             else:
                 deg_frames, warp = d.frames, None
-                if warp_cfg:
-                    warp = _follow(r.frames, d.frames, first, stop, warp_cfg, fr)
+                if given is not None and realigned:
+                    # each stretch of the path aligned to the sample and embedded again
+                    # (_follow_samples): compared frame by frame; the path is what is reported
+                    warps.append(given[len(warps)])
+                elif given is not None or warp_cfg:
+                    warp = given[len(warps)] if given is not None else _follow(r.frames, d.frames, first, stop,
+                                                                                warp_cfg, fr)
                     deg_frames = d.frames.copy()
                     deg_frames[first:stop] = d.frames[first + warp.path]
                     warps.append(warp)

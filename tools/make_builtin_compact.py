@@ -22,7 +22,7 @@ from deepaq_core.model.auditory import AuditoryBackbone, AuditoryConfig, auditor
 from deepaq_core.model.bundle import save_bundle  # noqa: E402
 from deepaq_core.model.head import EmbeddingHead, EmbeddingModel  # noqa: E402
 
-VERSION = "0.4.2"
+VERSION = "0.4.3"
 DISTANCE = {
     "type": "loudness_disturbance",
     "mask": 0.1,
