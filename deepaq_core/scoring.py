@@ -446,9 +446,9 @@ class Scorer:
                 for j, (k, (deg, deg_summary, pair, prep_s)) in enumerate(zip(members, prepared)):
                     t_c = time.perf_counter()
                     own = embs[j * n_ch : (j + 1) * n_ch]
-                    again, warps = self._follow_samples(ref, ref_embs, own, pair, cal, cancel)
+                    again, warps, moved = self._follow_samples(ref, ref_embs, own, pair, cal, cancel)
                     result = self._compose(ref_embs, again, ref_summary, deg_summary, pair, warps=warps,
-                                           realigned=again is not own)
+                                           realigned=moved)
                     # load_align_s: the reading and preparation itself, which may have run in a
                     # helper thread while something else was embedded; embed_s: this input's share
                     # of its group's embedding.
@@ -479,25 +479,26 @@ class Scorer:
         return results
 
     def _follow_samples(self, ref: AudioBuffer, ref_embs: list[Embedded], deg_embs: list[Embedded], pair, cal: float,
-                        cancel) -> tuple[list[Embedded], list | None]:
+                        cancel) -> tuple[list[Embedded], list | None, list[bool]]:
         """Follow time, then align every stretch of the path to the sample and embed again.
 
-        Returns the degraded embeddings to compare frame by frame and the warping path of each
-        channel (None when the model follows no time: the caller then compares as it is). A
-        channel whose path never leaves the global alignment keeps its embedding.
+        Returns the degraded embeddings, the warping path of each channel (None when the model
+        follows no time) and, per channel, whether its signal was re-cut and embedded again (then
+        it is compared frame by frame; otherwise its frames are taken along the path).
         """
         from deepaq_core.timewarp import realign_samples
 
         s = self.settings
         cfg = self.loaded.bundle.card.get("local_alignment") if s.follow_time else None
         spec = DistanceSpec.from_card(self.loaded.bundle.card)
+        moved = [False] * len(deg_embs)
         if not cfg or not spec.pooled_frames:
-            return deg_embs, None
+            return deg_embs, None, moved
         fr = self.loaded.model.frame_rate
         hop = int(self.loaded.model.hop_length)
         idx = np.flatnonzero(deg_embs[0].valid)
         if idx.size == 0:
-            return deg_embs, None
+            return deg_embs, None, moved
         first, stop = int(idx[0]), int(idx[-1]) + 1
         first_s = max(0, -pair.alignment.lag_samples)
         warps, waves, chans = [], [], []
@@ -509,7 +510,7 @@ class Scorer:
                 waves.append(Spliced(ref.samples[ch], inner, first_s, cal, cal, pre_gain=10.0 ** (pair.gain_db / 20.0)))
                 chans.append(ch)
         if not waves:
-            return deg_embs, warps
+            return deg_embs, warps, moved
         valid = [(first_s, first_s + pair.degraded.samples.shape[1])] * len(waves)
         gen = iter_embed_many(self.loaded, waves, chunk_s=s.chunk_s, context_s=s.context_s,
                               heatmap_columns=s.heatmap_columns, valid_samples=valid, cancel=cancel)
@@ -521,10 +522,12 @@ class Scorer:
         out = list(deg_embs)
         for ch, e in zip(chans, again):
             out[ch] = e
-        return out, warps
+            moved[ch] = True
+        return out, warps, moved
 
     def _compose(self, ref_embs: list[Embedded], deg_embs: list[Embedded], ref_summary: FileSummary,
-                 deg_summary: FileSummary, pair, warps: list | None = None, realigned: bool = False) -> QualityResult:
+                 deg_summary: FileSummary, pair, warps: list | None = None,
+                 realigned: Sequence[bool] = ()) -> QualityResult:
         s = self.settings
         bundle = self.loaded.bundle
         mapping = bundle.card["score_mapping"]
@@ -556,7 +559,7 @@ class Scorer:
                 ch_dist.append(float(np.mean(curves[-1])))
             else:
                 deg_frames, warp = d.frames, None
-                if given is not None and realigned:
+                if given is not None and len(warps) < len(realigned) and realigned[len(warps)]:
                     # each stretch of the path aligned to the sample and embedded again
                     # (_follow_samples): compared frame by frame; the path is what is reported
                     warps.append(given[len(warps)])
