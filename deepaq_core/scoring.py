@@ -479,19 +479,20 @@ class Scorer:
         return results
 
     def _follow_samples(self, ref: AudioBuffer, ref_embs: list[Embedded], deg_embs: list[Embedded], pair, cal: float,
-                        cancel) -> tuple[list[Embedded], list | None, list[bool]]:
+                        cancel) -> tuple[list[Embedded], list | None, list]:
         """Follow time, then align every stretch of the path to the sample and embed again.
 
         Returns the degraded embeddings, the warping path of each channel (None when the model
-        follows no time) and, per channel, whether its signal was re-cut and embedded again (then
-        it is compared frame by frame; otherwise its frames are taken along the path).
+        follows no time) and, per channel, the :class:`~deepaq_core.timewarp.Recut` when its signal
+        was re-cut and embedded again (then it is compared frame by frame) or None (its frames are
+        taken along the path).
         """
         from deepaq_core.timewarp import realign_samples
 
         s = self.settings
         cfg = self.loaded.bundle.card.get("local_alignment") if s.follow_time else None
         spec = DistanceSpec.from_card(self.loaded.bundle.card)
-        moved = [False] * len(deg_embs)
+        moved = [None] * len(deg_embs)
         if not cfg or not spec.pooled_frames:
             return deg_embs, None, moved
         fr = self.loaded.model.frame_rate
@@ -505,10 +506,11 @@ class Scorer:
         for ch, (r, d) in enumerate(zip(ref_embs, deg_embs)):
             warp = _follow(r.frames, d.frames, first, stop, cfg, fr)
             warps.append(warp)
-            inner = realign_samples(ref.samples[ch], pair.degraded.samples[ch], first_s, warp, first, hop)
-            if inner is not None:
-                waves.append(Spliced(ref.samples[ch], inner, first_s, cal, cal, pre_gain=10.0 ** (pair.gain_db / 20.0)))
-                chans.append(ch)
+            recut = realign_samples(ref.samples[ch], pair.degraded.samples[ch], first_s, warp, first, hop)
+            if recut is not None:
+                waves.append(Spliced(ref.samples[ch], recut.samples, first_s, cal, cal,
+                                     pre_gain=10.0 ** (pair.gain_db / 20.0)))
+                chans.append((ch, recut))
         if not waves:
             return deg_embs, warps, moved
         valid = [(first_s, first_s + pair.degraded.samples.shape[1])] * len(waves)
@@ -520,14 +522,14 @@ class Scorer:
         except StopIteration as st:
             again = st.value
         out = list(deg_embs)
-        for ch, e in zip(chans, again):
+        for (ch, recut), e in zip(chans, again):
             out[ch] = e
-            moved[ch] = True
+            moved[ch] = recut
         return out, warps, moved
 
     def _compose(self, ref_embs: list[Embedded], deg_embs: list[Embedded], ref_summary: FileSummary,
                  deg_summary: FileSummary, pair, warps: list | None = None,
-                 realigned: Sequence[bool] = ()) -> QualityResult:
+                 realigned: Sequence = ()) -> QualityResult:
         s = self.settings
         bundle = self.loaded.bundle
         mapping = bundle.card["score_mapping"]
@@ -559,7 +561,7 @@ class Scorer:
                 ch_dist.append(float(np.mean(curves[-1])))
             else:
                 deg_frames, warp = d.frames, None
-                if given is not None and len(warps) < len(realigned) and realigned[len(warps)]:
+                if given is not None and len(warps) < len(realigned) and realigned[len(warps)] is not None:
                     # each stretch of the path aligned to the sample and embedded again
                     # (_follow_samples): compared frame by frame; the path is what is reported
                     warps.append(given[len(warps)])
@@ -580,12 +582,22 @@ class Scorer:
             mats.append(m)
         curve_d = np.mean(curves, axis=0)
         distance = float(power_mean(curve_d, spec.time_p)) if spec.pooled_frames else float(np.mean(curve_d))
-        dropped = float(np.mean([w.dropped_frames for w in warps]) / fr) if warps else 0.0
-        inserted = float(np.mean([w.inserted_frames for w in warps]) / fr) if warps else 0.0
+        # Dropped and inserted time: to the sample where a channel was re-cut, else from the path.
+        recuts = list(realigned) + [None] * (len(warps) - len(realigned))
+        sr = float(self.loaded.model.sample_rate)
+        dropped = float(np.mean([c.dropped_samples / sr if c is not None else w.dropped_frames / fr
+                                 for w, c in zip(warps, recuts)])) if warps else 0.0
+        inserted = float(np.mean([c.inserted_samples / sr if c is not None else w.inserted_frames / fr
+                                  for w, c in zip(warps, recuts)])) if warps else 0.0
         local_lag = None
         if warps:
             local_lag = np.full(deg_embs[0].num_frames, np.nan, dtype=np.float32)
-            local_lag[first:stop] = warps[0].lag_frames() / fr
+            if recuts[0] is not None:
+                hop = int(self.loaded.model.hop_length)
+                first_s = max(0, -pair.alignment.lag_samples)
+                local_lag[first:stop] = recuts[0].shift_at(np.arange(first, stop) * hop - first_s) / sr
+            else:
+                local_lag[first:stop] = warps[0].lag_frames() / fr
         # Reported on the nominal grid (exact multiples of the hop from the overlap start, see
         # QualityCurve); the final window ends exactly at the overlap's end.
         curve = QualityCurve(start_s=nominal / fr, end_s=np.minimum(nominal + win, stop) / fr, distance=curve_d,

@@ -162,6 +162,42 @@ def stretches(lag: np.ndarray) -> list[tuple[int, int, int]]:
     return [(int(a), int(b), int(lag[a])) for a, b in zip(starts, stops)]
 
 
+@dataclass(frozen=True)
+class Recut:
+    """A degraded channel re-cut to the sample (:func:`realign_samples`).
+
+    Attributes
+    ----------
+    samples : ndarray [M] float32
+        The re-cut signal on the reference timeline (from the overlap's first sample).
+    pieces : tuple of (start, stop, shift)
+        Reference-timeline samples ``[start, stop)`` (counted from the overlap's first sample)
+        and the offset, in samples, of the degraded samples placed there relative to the
+        global alignment.
+    """
+
+    samples: np.ndarray
+    pieces: tuple[tuple[int, int, int], ...]
+
+    @property
+    def dropped_samples(self) -> int:
+        """Reference samples the degraded signal lacks: the sum of the backward steps of the offset."""
+        shifts = np.array([p[2] for p in self.pieces])
+        return int(np.sum(np.maximum(0, -np.diff(shifts))))
+
+    @property
+    def inserted_samples(self) -> int:
+        """Degraded samples in excess: the sum of the forward steps of the offset."""
+        shifts = np.array([p[2] for p in self.pieces])
+        return int(np.sum(np.maximum(0, np.diff(shifts))))
+
+    def shift_at(self, positions: np.ndarray) -> np.ndarray:
+        """The offset (samples) at reference-timeline ``positions`` (counted like ``pieces``)."""
+        starts = np.array([p[0] for p in self.pieces])
+        shifts = np.array([p[2] for p in self.pieces])
+        return shifts[np.clip(np.searchsorted(starts, positions, side="right") - 1, 0, len(shifts) - 1)]
+
+
 #: How much better (in normalised cross-correlation) at least one stretch that the path moved must
 #: match at its own lag than at the global alignment before the signal is re-cut: a path may wander
 #: where damage rather than time makes other frames look alike (a competing talker, clipping), and
@@ -170,7 +206,7 @@ _EVIDENCE = 0.2
 
 
 def realign_samples(ref: np.ndarray, deg: np.ndarray, first: int, warp: TimeWarp, first_frame: int, hop: int,
-                    search: int | None = None) -> np.ndarray | None:
+                    search: int | None = None) -> Recut | None:
     """The degraded signal re-cut so that every stretch of the path lines up to the sample.
 
     The path moves in whole frames (13.3 ms for the auditory front end), but deleted packets,
@@ -197,8 +233,8 @@ def realign_samples(ref: np.ndarray, deg: np.ndarray, first: int, warp: TimeWarp
 
     Returns
     -------
-    ndarray [M] float32 or None
-        ``out[m]`` is the degraded sample that belongs at reference sample ``first + m`` (zero
+    Recut or None
+        ``samples[m]`` is the degraded sample that belongs at reference sample ``first + m`` (zero
         where a stretch reaches past the degraded signal), or None when there is nothing to
         re-cut: the path never leaves the global alignment, or no stretch it moved matches the
         reference at its own lag by more than ``_EVIDENCE`` (normalised cross-correlation) better
@@ -215,6 +251,7 @@ def realign_samples(ref: np.ndarray, deg: np.ndarray, first: int, warp: TimeWarp
     out = np.zeros(m, dtype=np.float32)
     runs = stretches(lag)
     evidence = -1.0
+    pieces = []
 
     def ncc(seg: np.ndarray, s0: int) -> float:
         win = np.asarray(deg[s0 : s0 + seg.size], dtype=np.float64)
@@ -244,4 +281,5 @@ def realign_samples(ref: np.ndarray, deg: np.ndarray, first: int, warp: TimeWarp
         src = np.arange(lo - first, hi - first) + shift
         ok = (src >= 0) & (src < m)
         out[lo - first : hi - first][ok] = deg[src[ok]]
-    return out if evidence > _EVIDENCE else None
+        pieces.append((lo - first, hi - first, int(shift)))
+    return Recut(out, tuple(pieces)) if evidence > _EVIDENCE else None

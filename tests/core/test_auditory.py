@@ -138,8 +138,11 @@ def test_realign_samples_lines_up_each_stretch_to_the_sample():
     lag = np.zeros(40, dtype=np.int64)
     lag[17:] = -2  # the frame path can only say -1 or -2 frames
     warp = TimeWarp(path=np.arange(40) + lag, dropped_frames=2, inserted_frames=0)
-    out = realign_samples(x, y, 0, warp, 0, hop)
+    recut = realign_samples(x, y, 0, warp, 0, hop)
+    out = recut.samples
     assert out.shape == y.shape and out.dtype == np.float32
+    assert recut.dropped_samples == gap and recut.inserted_samples == 0  # the deleted 20 ms, to the sample
+    assert recut.shift_at(np.array([0, 30 * hop])).tolist() == [0, -gap]
     np.testing.assert_array_equal(out[: 15 * hop], x[: 15 * hop])  # before the deletion: as it was
     np.testing.assert_array_equal(out[17 * hop : y.size - 2 * hop], x[17 * hop : y.size - 2 * hop])  # to the sample
     assert realign_samples(x, x, 0, TimeWarp(np.arange(40), 0, 0), 0, hop) is None  # nothing to do
@@ -156,8 +159,13 @@ def test_a_deletion_between_frame_multiples_costs_about_what_one_on_them_costs(s
     # to 6.7 ms off, which cost more than the deletion (69.4 against 93.0 for 26.7 ms here).
     x = music_like(8.0, SR, seed=3)[:, 0]
     p = int(3.1 * SR)
-    s960, s1280 = (scorer.score(_buf(x), _buf(np.concatenate([x[:p], x[p + n :]]))).score for n in (960, 1280))
-    assert abs(s960 - s1280) < 10.0, (s960, s1280)
+    r960, r1280 = (scorer.score(_buf(x), _buf(np.concatenate([x[:p], x[p + n :]]))) for n in (960, 1280))
+    assert abs(r960.score - r1280.score) < 10.0, (r960.score, r1280.score)
+    # the time reported lost is the deleted time, and the local lag steps by it (relative to the
+    # global alignment, which follows the longer part: the one after the deletion)
+    assert r960.time_dropped_s == pytest.approx(0.020, abs=0.002) and r960.time_inserted_s < 0.002
+    lag = r960.local_lag_s
+    assert np.nanmedian(lag[:100]) - np.nanmedian(lag[-100:]) == pytest.approx(0.020, abs=0.002)
 
 
 # -- loudness matching -----------------------------------------------------------------------
