@@ -255,7 +255,7 @@ def realign_samples(ref: np.ndarray, deg: np.ndarray, first: int, warp: TimeWarp
 
     def ncc(seg: np.ndarray, s0: int) -> float:
         win = np.asarray(deg[s0 : s0 + seg.size], dtype=np.float64)
-        return float(np.dot(win, seg) / np.sqrt(max(float(np.dot(win, win)), 1e-20)))
+        return float(np.dot(win, seg) / np.sqrt(max(float(np.dot(win, win) * np.dot(seg, seg)), 1e-20)))
 
     for i, (a, b, lag_f) in enumerate(runs):
         # samples of the reference timeline that this stretch covers (the first and last runs
@@ -273,7 +273,7 @@ def realign_samples(ref: np.ndarray, deg: np.ndarray, first: int, warp: TimeWarp
             c = correlate(win, seg, mode="valid", method="fft")  # [2 * search + 1]
             e = np.concatenate([[0.0], np.cumsum(win * win)])
             energy = e[seg.size :] - e[: -seg.size]
-            score = c / np.sqrt(np.maximum(energy, 1e-20))
+            score = c / np.sqrt(np.maximum(energy * np.dot(seg, seg), 1e-20))  # normalised: level-free
             best = int(np.argmax(score))
             if lag_f:  # how much better than the global alignment the moved stretch matches
                 evidence = max(evidence, float(score[best]) - ncc(seg, lo - first))

@@ -146,6 +146,9 @@ def test_realign_samples_lines_up_each_stretch_to_the_sample():
     np.testing.assert_array_equal(out[: 15 * hop], x[: 15 * hop])  # before the deletion: as it was
     np.testing.assert_array_equal(out[17 * hop : y.size - 2 * hop], x[17 * hop : y.size - 2 * hop])  # to the sample
     assert realign_samples(x, x, 0, TimeWarp(np.arange(40), 0, 0), 0, hop) is None  # nothing to do
+    # the evidence is a normalised correlation: the same decision and offsets at any level
+    quiet = realign_samples(x * 1e-3, y * 1e-3, 0, warp, 0, hop)
+    assert quiet is not None and quiet.pieces == recut.pieces
     # a path that wandered where the signal did not move in time (damage, not time, made other
     # frames look alike) is left to the frame comparison: nothing is re-cut
     noisy = x + 0.5 * rng.normal(size=x.size).astype(np.float32)
