@@ -447,8 +447,7 @@ class Scorer:
                     t_c = time.perf_counter()
                     own = embs[j * n_ch : (j + 1) * n_ch]
                     again, warps, moved = self._follow_samples(ref, ref_embs, own, pair, cal, cancel)
-                    result = self._compose(ref_embs, again, ref_summary, deg_summary, pair, warps=warps,
-                                           realigned=moved)
+                    result = self._compose(ref_embs, again, ref_summary, deg_summary, pair, warps, moved)
                     # load_align_s: the reading and preparation itself, which may have run in a
                     # helper thread while something else was embedded; embed_s: this input's share
                     # of its group's embedding.
@@ -528,8 +527,10 @@ class Scorer:
         return out, warps, moved
 
     def _compose(self, ref_embs: list[Embedded], deg_embs: list[Embedded], ref_summary: FileSummary,
-                 deg_summary: FileSummary, pair, warps: list | None = None,
-                 realigned: Sequence = ()) -> QualityResult:
+                 deg_summary: FileSummary, pair, warps: list | None, recuts: Sequence) -> QualityResult:
+        """One pair's result from its embeddings. ``warps`` and ``recuts`` come from
+        :meth:`_follow_samples`: a channel with a path and no re-cut is compared along its path,
+        a re-cut one frame by frame."""
         s = self.settings
         bundle = self.loaded.bundle
         mapping = bundle.card["score_mapping"]
@@ -546,10 +547,8 @@ class Scorer:
         starts, nominal = window_grid(first, stop, win, hop)
 
         spec = DistanceSpec.from_card(bundle.card)
-        warp_cfg = bundle.card.get("local_alignment") if s.follow_time else None
-        given = warps
-        curves, frame_d, layer_maps, mats, ch_dist, warps = [], [], [], [], [], []
-        for r, d in zip(ref_embs, deg_embs):
+        curves, frame_d, layer_maps, mats, ch_dist = [], [], [], [], []
+        for ch, (r, d) in enumerate(zip(ref_embs, deg_embs)):
             if not spec.pooled_frames:
                 wr = pooled_windows(r.frames, starts, win, stop)
                 wd = pooled_windows(d.frames, starts, win, stop)
@@ -560,17 +559,10 @@ class Scorer:
                 m, mstarts = time_matrix(r.frames, d.frames, first, stop, s.matrix_size)
                 ch_dist.append(float(np.mean(curves[-1])))
             else:
-                deg_frames, warp = d.frames, None
-                if given is not None and len(warps) < len(realigned) and realigned[len(warps)] is not None:
-                    # each stretch of the path aligned to the sample and embedded again
-                    # (_follow_samples): compared frame by frame; the path is what is reported
-                    warps.append(given[len(warps)])
-                elif given is not None or warp_cfg:
-                    warp = given[len(warps)] if given is not None else _follow(r.frames, d.frames, first, stop,
-                                                                                warp_cfg, fr)
+                deg_frames = d.frames
+                if warps is not None and recuts[ch] is None:
                     deg_frames = d.frames.copy()
-                    deg_frames[first:stop] = d.frames[first + warp.path]
-                    warps.append(warp)
+                    deg_frames[first:stop] = d.frames[first + warps[ch].path]
                 norm = reference_level(r.frames, d.scored)
                 fd = sequence_disturbance(r.frames, deg_frames, spec, norm).astype(np.float32)
                 fd[~d.scored] = np.nan
@@ -583,7 +575,6 @@ class Scorer:
         curve_d = np.mean(curves, axis=0)
         distance = float(power_mean(curve_d, spec.time_p)) if spec.pooled_frames else float(np.mean(curve_d))
         # Dropped and inserted time: to the sample where a channel was re-cut, else from the path.
-        recuts = list(realigned) + [None] * (len(warps) - len(realigned))
         sr = float(self.loaded.model.sample_rate)
         dropped = float(np.mean([c.dropped_samples / sr if c is not None else w.dropped_frames / fr
                                  for w, c in zip(warps, recuts)])) if warps else 0.0
