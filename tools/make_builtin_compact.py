@@ -22,7 +22,7 @@ from deepaq_core.model.auditory import AuditoryBackbone, AuditoryConfig, auditor
 from deepaq_core.model.bundle import save_bundle  # noqa: E402
 from deepaq_core.model.head import EmbeddingHead, EmbeddingModel  # noqa: E402
 
-VERSION = "0.4.3"
+VERSION = "0.4.4"
 DISTANCE = {
     "type": "loudness_disturbance",
     "mask": 0.1,
@@ -46,7 +46,7 @@ DISTANCE = {
     "units": "loudness disturbance relative to the reference's mean specific loudness (0 = identical), "
     "lower is better",
 }
-LOCAL_ALIGNMENT = {"band_s": 1.5, "penalty": 0.5, "band_group": 4, "hold_frames": 9}
+LOCAL_ALIGNMENT = {"band_s": 1.5, "penalty": 0.5, "band_group": 4, "hold_frames": 9, "max_wander": 0.15}
 
 
 def build(d50: float, power: float, fitted_on: str, results: dict | None, out: Path) -> Path:

@@ -29,7 +29,8 @@ Fields (``format_version`` 1; optional ones may be missing or null)::
     score_mapping      {"type": "exp2", "d50": finite > 0, "power": (0, 20] (default 1), "fitted_on": text}
     distance           optional {"type": a DistanceSpec type, numeric settings in range}
     calibration        optional {"reference_lufs": -70..0}
-    local_alignment    optional {"band_s": 0-10, "penalty": >= 0, "band_group": 1-16}
+    local_alignment    optional {"band_s": 0-10, "penalty": >= 0, "band_group": 1-16, "hold_frames": 1-1000,
+                                 "max_wander": 0-1 (fraction of the overlap)}
     training, results  optional, free-form
     weights            optional plain file name (default weights.safetensors)
     weights_dtype      optional "float32" | "float16"
@@ -125,6 +126,7 @@ LOCAL_ALIGNMENT_LIMITS: dict[str, tuple[str, float, float]] = {
     "penalty": ("num", 0.0, 1e6),
     "band_group": ("int", 1, 16),
     "hold_frames": ("int", 1, 1000),
+    "max_wander": ("num", 0.0, 1.0),
 }
 LORA_KEYS = ("rank", "alpha", "dropout", "target_ffn")
 _MISSING = object()

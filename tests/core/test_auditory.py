@@ -268,6 +268,32 @@ def test_dropped_time_is_followed_and_reported(music):
     assert lag[-1] - lag[0] == pytest.approx(-0.12, abs=0.03)
 
 
+def test_a_path_that_wanders_both_ways_is_not_followed(scorer, tmp_path):
+    import json
+    import shutil
+
+    from deepaq_core.model.registry import builtin_dir
+
+    # Two unrelated pieces: the path finds look-alike frames by dropping and inserting time back
+    # and forth; the shipped card compares such a pair at the global alignment instead.
+    x = music_like(10.0, SR, seed=4)[:, 0]
+    y = music_like(10.0, SR, seed=7)[:, 0]
+    assert scorer.loaded.bundle.card["local_alignment"]["max_wander"] > 0
+    r = scorer.score(_buf(x), _buf(y))
+    rigid = Scorer(device="cpu", settings=ScoreSettings(follow_time=False)).score(_buf(x), _buf(y))
+    assert r.time_dropped_s == 0.0 and r.time_inserted_s == 0.0 and r.local_lag_s is None
+    assert r.distance == pytest.approx(rigid.distance, rel=1e-6)
+    # Without the limit the same pair is followed, and the wandering path makes it look closer.
+    free = tmp_path / "free"
+    shutil.copytree(builtin_dir() / "compact", free)
+    card = json.loads((free / "card.json").read_text())
+    del card["local_alignment"]["max_wander"]
+    (free / "card.json").write_text(json.dumps(card))
+    f = Scorer(str(free), device="cpu").score(_buf(x), _buf(y))
+    assert min(f.time_dropped_s, f.time_inserted_s) > 0.15 * (f.overlap_end_s - f.overlap_start_s)
+    assert f.distance < r.distance
+
+
 def test_lost_bandwidth_counts_bands_not_loudness():
     from deepaq_core.distance import lost_bandwidth
 
