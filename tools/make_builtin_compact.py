@@ -22,17 +22,17 @@ from deepaq_core.model.auditory import AuditoryBackbone, AuditoryConfig, auditor
 from deepaq_core.model.bundle import save_bundle  # noqa: E402
 from deepaq_core.model.head import EmbeddingHead, EmbeddingModel  # noqa: E402
 
-VERSION = "0.4.4"
+VERSION = "0.4.5"
 DISTANCE = {
     "type": "loudness_disturbance",
     "mask": 0.1,
-    "weight_added": 1.0,
+    "weight_added": 1.6,
     "weight_missing": 0.5,
     "band_p": 2.0,
     "time_p": 2.0,
     "block_frames": 24,
     "block_p": 6.0,
-    "lost_weight": 2.0,
+    "lost_weight": 3.0,
     "lost_floor": 0.1,
     "lost_tolerance": 0.1,
     "structure_weight": 2.0,

@@ -34,7 +34,9 @@ def test_identical_files_are_transparent(scorer, signals):
 
 def test_result_is_complete_and_frozen(scorer, signals):
     r = scorer.score(signals["ref"], signals["lp"])
-    assert 0.0 < r.distance <= 2.0
+    # The built-in model's distance (relative loudness disturbance) has no upper bound, unlike a
+    # cosine distance; the 0-100 score below carries the range check.
+    assert 0.0 < r.distance and np.isfinite(r.distance)
     assert 0.0 <= r.score < 100.0
     # 6 s at 75 frames/s
     assert r.frame_rate == pytest.approx(75.0)
