@@ -501,9 +501,8 @@ class Scorer:
             return deg_embs, None, moved
         first, stop = int(idx[0]), int(idx[-1]) + 1
         first_s = max(0, -pair.alignment.lag_samples)
-        warps, waves, chans = [], [], []
-        for ch, (r, d) in enumerate(zip(ref_embs, deg_embs)):
-            warps.append(_follow(r.frames, d.frames, first, stop, cfg, fr))
+        warps = [_follow(r.frames, d.frames, first, stop, cfg, fr) for r, d in zip(ref_embs, deg_embs)]
+        waves, chans = [], []
         # A path that drops and inserts time back and forth over more than ``max_wander`` of the
         # overlap is chasing look-alike frames, not following time: two unrelated pieces (0.01-0.42
         # of the overlap, median 0.23), heavy noise, echo or separation damage (up to 0.27). Deleted
