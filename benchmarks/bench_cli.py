@@ -10,9 +10,9 @@ measured in the same round much less):
 1. ``deepaq score REF DEG`` as a whole command (a fresh ``python -m deepaq_core.cli`` process:
    start-up, imports, model load, decoding, scoring, output) on a ``--minutes`` long 48 kHz stereo
    pair (reference 24-bit FLAC, degraded 16-bit WAV, from ``bench_speed.write_pair``).
-2. ``Scorer.score`` on a ``--seconds`` long in-memory pair with the model loaded (a child process
-   per code version: one warm-up, then ``--inner`` timed runs with the reference cache cleared;
-   its median).
+2. ``Scorer.score`` on a ``--seconds`` long in-memory pair with the model loaded, with the
+   settings ``deepaq score`` uses (a child process per code version: one warm-up, then
+   ``--inner`` timed runs with the reference cache cleared; its median).
 
 Rows: this checkout with ``compact``, the ``--peer`` checkout with ``compact`` (e.g. the commit
 before a change: ``git archive <commit> | tar -x -C DIR``), and this checkout with
@@ -43,9 +43,12 @@ import json, statistics, sys, time
 sys.path.insert(0, {bench!r})
 from bench_speed import SR, make_pair
 from deepaq_core.audio import AudioBuffer
+from deepaq_core.cli import _settings, build_parser
 from deepaq_core.scoring import Scorer
 ref, deg = make_pair({seconds!r})
-scorer = Scorer({model!r}, device="cpu")
+# The settings `deepaq score` uses (each checkout's own), so both rows measure the command's scoring.
+settings = _settings(build_parser().parse_args(["score", "ref.wav", "deg.wav"]))
+scorer = Scorer({model!r}, device="cpu", settings=settings)
 walls = []
 for i in range({inner!r} + 1):
     scorer._cache.clear()

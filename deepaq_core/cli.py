@@ -233,9 +233,10 @@ def _settings(args: argparse.Namespace):
 
     _check_options(args)
     # max_lag_s=None: the automatic search range, max(10 s, 25 % of the longer file).
+    # matrix_size=0: no command prints the reference x degraded time matrix (only the app shows it).
     return ScoreSettings(align=not args.no_align, lag_ms=args.offset_ms, match_loudness=not args.no_match_loudness,
                          channels=args.channels, window_s=args.window, hop_s=args.hop, max_lag_s=None,
-                         precision=args.precision)
+                         precision=args.precision, matrix_size=0)
 
 
 def _scorer(args: argparse.Namespace, prefetch=()):

@@ -188,8 +188,9 @@ class QualityResult:
         NaN outside the aligned overlap.
     layer_heatmap : Heatmap
         Backbone layer (rows) x time (columns): cosine distance of time-binned hidden states.
-    time_matrix : Heatmap
-        Reference time (rows) x degraded time (columns): distance of time-binned embeddings.
+    time_matrix : Heatmap or None
+        Reference time (rows) x degraded time (columns): distance of time-binned embeddings;
+        None when the settings left it out (``matrix_size`` 0, as the command line does).
     gain_method : str
         How the loudness-matching gain was found (``"median"`` of short-term loudness
         differences, ``"integrated"``, ``"rms"`` or ``"off"``).
@@ -212,7 +213,7 @@ class QualityResult:
     frame_rate: float
     frame_distance: np.ndarray
     layer_heatmap: Heatmap
-    time_matrix: Heatmap
+    time_matrix: Heatmap | None
     alignment: Alignment
     gain_db: float
     reference_loudness_lufs: float

@@ -94,7 +94,9 @@ class ScoreSettings:
     chunk_s, context_s : float
         Streaming chunk length and the context added on each side, seconds.
     heatmap_columns, matrix_size : int
-        Maximum time bins of the layer heatmap and of the time x time matrix.
+        Maximum time bins of the layer heatmap and of the time x time matrix. ``matrix_size`` 0
+        leaves the matrix out (``QualityResult.time_matrix`` is None): only the app shows it, and
+        on a 30 s pair it costs about as much as the model's forward pass.
     max_lag_s : float or None
         Largest global delay searched, seconds; None: max(10 s, 25 % of the longer file).
     follow_time : bool
@@ -128,6 +130,8 @@ class ScoreSettings:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}")
         if self.window_s <= 0 or self.hop_s <= 0:
             raise ValueError("window_s and hop_s must be positive")
+        if self.matrix_size < 0:
+            raise ValueError("matrix_size must be 0 (no time matrix) or positive")
 
 
 @dataclass(frozen=True)
@@ -564,7 +568,8 @@ class Scorer:
                 fd = frame_distances(r.frames, d.frames)
                 fd[~d.valid] = np.nan
                 frame_d.append(fd)
-                m, mstarts = time_matrix(r.frames, d.frames, first, stop, s.matrix_size)
+                if s.matrix_size > 0:
+                    m, mstarts = time_matrix(r.frames, d.frames, first, stop, s.matrix_size)
                 ch_dist.append(float(np.mean(curves[-1])))
             else:
                 deg_frames = d.frames
@@ -576,10 +581,12 @@ class Scorer:
                 fd[~d.scored] = np.nan
                 frame_d.append(fd)
                 curves.append(window_block_means(fd, starts, win, stop, spec))
-                m, mstarts = _disturbance_matrix(r.frames, deg_frames, first, stop, s.matrix_size, spec, norm)
+                if s.matrix_size > 0:
+                    m, mstarts = _disturbance_matrix(r.frames, deg_frames, first, stop, s.matrix_size, spec, norm)
                 ch_dist.append(float(power_mean(curves[-1], spec.time_p)))
             layer_maps.append(layer_cosine_distance(r.layer_bins, d.layer_bins))
-            mats.append(m)
+            if s.matrix_size > 0:
+                mats.append(m)
         curve_d = np.mean(curves, axis=0)
         distance = float(power_mean(curve_d, spec.time_p)) if spec.pooled_frames else float(np.mean(curve_d))
         # Dropped and inserted time: to the sample where a channel was re-cut, else from the path.
@@ -607,9 +614,10 @@ class Scorer:
         layer_heatmap = Heatmap(values=layer_values, x=np.arange(layer_values.shape[1]) * bf / fr,
                                 y=np.arange(n_layers), x_label="time (s)", y_label="layer",
                                 units="cosine distance of time-binned hidden states (1 - cos)")
-        tm = Heatmap(values=np.mean(mats, axis=0), x=mstarts / fr, y=mstarts / fr,
-                     x_label="degraded time, aligned (s)", y_label="reference time (s)",
-                     units="embedding L2 distance" if not spec.pooled_frames else "relative loudness disturbance")
+        tm = None if not mats else Heatmap(
+            values=np.mean(mats, axis=0), x=mstarts / fr, y=mstarts / fr,
+            x_label="degraded time, aligned (s)", y_label="reference time (s)",
+            units="embedding L2 distance" if not spec.pooled_frames else "relative loudness disturbance")
         multi = len(ch_dist) > 1
         return QualityResult(
             model=bundle.info(),

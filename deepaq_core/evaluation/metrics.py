@@ -145,9 +145,11 @@ class DeePAQMetric(Metric):
 
     def setup(self) -> None:
         from deepaq_core.model.bundle import unverified_note
-        from deepaq_core.scoring import Scorer
+        from deepaq_core.scoring import Scorer, ScoreSettings
 
-        self._scorer = Scorer(self.model, self.device, allow_unverified=self.allow_unverified)
+        # matrix_size=0: an evaluation needs the distance, not the app's time x time matrix.
+        self._scorer = Scorer(self.model, self.device, ScoreSettings(matrix_size=0),
+                              allow_unverified=self.allow_unverified)
         self.unverified_note = unverified_note(self._scorer.loaded.bundle)
         info = self._scorer.info
         self.status = info.status

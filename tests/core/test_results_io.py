@@ -71,6 +71,14 @@ def test_quality_result_round_trips_exactly(real_result):
     assert back.summary() == r.summary()
 
 
+def test_a_result_without_time_matrix_round_trips(real_result):
+    r = dataclasses.replace(real_result, time_matrix=None)
+    back = result_from_json(json.loads(json.dumps(result_to_json(r), allow_nan=False)))
+    assert back.time_matrix is None
+    np.testing.assert_array_equal(r.layer_heatmap.values, back.layer_heatmap.values)
+    assert back.summary() == r.summary()
+
+
 def test_non_finite_scalars_and_settings_values_survive(real_result):
     r = dataclasses.replace(
         real_result,

@@ -61,6 +61,19 @@ def test_result_is_complete_and_frozen(scorer, signals):
         r.score = 1.0  # frozen dataclass
 
 
+def test_matrix_size_zero_leaves_the_time_matrix_out_and_nothing_else(scorer, signals):
+    full = scorer.score(signals["ref"], signals["lp"])
+    lean = Scorer(device="cpu", settings=ScoreSettings(matrix_size=0)).score(signals["ref"], signals["lp"])
+    assert full.time_matrix is not None and lean.time_matrix is None
+    assert lean.score == full.score and lean.distance == full.distance
+    np.testing.assert_array_equal(lean.curve.score, full.curve.score)
+    np.testing.assert_array_equal(lean.frame_distance, full.frame_distance)
+    np.testing.assert_array_equal(lean.layer_heatmap.values, full.layer_heatmap.values)
+    assert lean.settings["matrix_size"] == 0
+    with pytest.raises(ValueError, match="matrix_size"):
+        ScoreSettings(matrix_size=-1)
+
+
 def test_planted_delay_and_gain_are_recovered(scorer, signals):
     r = scorer.score(signals["ref"], signals["delayed"])
     assert abs(r.alignment.lag_native_samples - 2100) <= 2
