@@ -183,7 +183,9 @@ class Scorer:
         a one-core machine).
     prefetch : sequence of inputs
         Files to start reading while the model loads (a reference and the first degraded file);
-        the next :meth:`iter_score` call takes them from there. Ignored when ``workers`` is 0.
+        the next :meth:`iter_score` call takes them from there. The first is taken to be the
+        reference: its K-weighted loudness is measured ahead too (in a helper thread, once it
+        is read). Ignored when ``workers`` is 0.
     """
 
     def __init__(self, model: str | os.PathLike | None = None, device: str = "auto",
@@ -198,6 +200,7 @@ class Scorer:
         self.workers = min(2, os.cpu_count() or 1) if workers is None else max(0, int(workers))
         self._pool: ThreadPoolExecutor | None = None
         self._ahead: dict[tuple, Future] = {}  # reads started early, by (path, channel mode, rate)
+        self._steps_ahead: dict[tuple, Future] = {}  # the prefetched reference's K-weighted step energies
         self._group = 0  # degraded inputs embedded together; 0: batch_size on a GPU, 1 on the CPU
         if prefetch and self.workers:
             self._prefetch(model, prefetch)
@@ -230,8 +233,20 @@ class Scorer:
             if not isinstance(src, AudioBuffer):
                 key = (os.fspath(src), mode, rate)
                 self._ahead.setdefault(key, self._submit(load_audio, src, rate, mode))
+        # The reference's loudness is the first thing scoring needs (the calibration gain and
+        # the loudness matching wait for it), and its first measurement also imports
+        # scipy.signal (about 0.6 s): both run in a helper thread as soon as the file is read,
+        # while this thread loads torch and the model. Submitted after the reads, so the pool
+        # starts it once a read is done (it waits only for the reference's own read).
+        if sources and not isinstance(sources[0], AudioBuffer):
+            key = (os.fspath(sources[0]), mode, rate)
+            read = self._ahead[key]
+            self._steps_ahead.setdefault(key, self._submit(lambda: k_step_energies(read.result().samples, rate)))
 
     def _drop_ahead(self) -> None:
+        for fut in self._steps_ahead.values():
+            fut.cancel()
+        self._steps_ahead.clear()
         for fut in self._ahead.values():
             fut.cancel()
         self._ahead.clear()
@@ -263,15 +278,16 @@ class Scorer:
             return buf
         return load_audio(source, target_rate=self.sample_rate, channels=mode)
 
-    def _reference_steps(self, ref: AudioBuffer, summary: FileSummary) -> np.ndarray:
+    def _reference_steps(self, ref: AudioBuffer, summary: FileSummary, ahead: Future | None = None) -> np.ndarray:
         """K-weighted 100 ms step energies of the reference (cached): its loudness, measured once.
 
         Cached in the entry that also holds the reference's integrated loudness, so a reference
-        takes no more room in the cache than before.
+        takes no more room in the cache than before. ``ahead``: the same measurement started
+        by :meth:`_prefetch`.
         """
         key = ("lufs", summary.sha256, ref.samples.shape)
         if key not in self._cache:
-            steps = k_step_energies(ref.samples, ref.sample_rate)
+            steps = ahead.result() if ahead is not None else k_step_energies(ref.samples, ref.sample_rate)
             self._cache[key] = (steps, integrated_loudness(ref.samples, ref.sample_rate, steps))
         return self._cache[key][0]
 
@@ -367,7 +383,10 @@ class Scorer:
         ref_summary = _summary(ref, self.sample_rate)
         # The reference's K-weighted loudness is measured once: for the calibration gain and,
         # when the aligned overlap starts at the reference's start, for loudness matching.
-        ref_steps = self._reference_steps(ref, ref_summary)
+        mode = "mono" if s.channels == "mono" else "all"
+        ahead = None if isinstance(reference, AudioBuffer) else self._steps_ahead.pop(
+            (os.fspath(reference), mode, self.sample_rate), None)
+        ref_steps = self._reference_steps(ref, ref_summary, ahead)
         cal = self._calibration_gain(ref, ref_summary, ref_steps)
         ref_load_s = time.perf_counter() - t_load
         n_ch = ref.channels
@@ -386,13 +405,15 @@ class Scorer:
         # their chunks fill the batches; on the CPU (batch 1) a group is one input.
         group = self._group_size(ref.samples.shape[1])
         ahead: dict[int, Future] = {}
+        submitted = 0  # inputs handed to the helper so far (each exactly once)
 
         def submit_upto(stop: int) -> None:
+            nonlocal submitted
             if not self.workers:
                 return
-            for k in range(min(stop, n_jobs)):
-                if k not in ahead:
-                    ahead[k] = self._submit(self._prepare, degraded[k], ref, ref_steps)
+            while submitted < min(stop, n_jobs):
+                ahead[submitted] = self._submit(self._prepare, degraded[submitted], ref, ref_steps)
+                submitted += 1
 
         submit_upto(group)
         results: list[QualityResult] = []

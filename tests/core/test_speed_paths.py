@@ -153,12 +153,31 @@ def test_reading_ahead_changes_no_result(files):
     plain = Scorer(device="cpu", workers=0).score_many(files["ref"], [files["lp"], files["late"]])
     ahead = Scorer(device="cpu", prefetch=[files["ref"], files["lp"]])
     assert len(ahead._ahead) == 2  # both reads started before the model loaded
+    assert len(ahead._steps_ahead) == 1  # and the reference's loudness after its read
     fast = ahead.score_many(files["ref"], [files["lp"], files["late"]])
-    assert not ahead._ahead
+    assert not ahead._ahead and not ahead._steps_ahead
     for a, b in zip(plain, fast):
         assert a.score == b.score and a.distance == b.distance
         assert a.alignment == b.alignment and a.gain_db == b.gain_db
         assert np.array_equal(a.frame_distance, b.frame_distance, equal_nan=True)
+
+
+def test_every_degraded_input_is_read_and_prepared_once(files, monkeypatch):
+    import deepaq_core.scoring as scoring
+
+    loads, pairs = [], []
+    real_load, real_prepare = scoring.load_audio, scoring.prepare_pair
+    monkeypatch.setattr(scoring, "load_audio", lambda path, *a, **k: loads.append(path) or real_load(path, *a, **k))
+    monkeypatch.setattr(scoring, "prepare_pair", lambda *a, **k: pairs.append(1) or real_prepare(*a, **k))
+    steps = []
+    real_steps = scoring.k_step_energies
+    monkeypatch.setattr(scoring, "k_step_energies", lambda *a, **k: steps.append(1) or real_steps(*a, **k))
+    scorer = Scorer(device="cpu", prefetch=[files["ref"], files["lp"]])
+    results = scorer.score_many(files["ref"], [files["lp"], files["late"], files["lp"]])
+    assert len(results) == 3 and results[0].score == results[2].score
+    assert sorted(loads) == sorted([files["ref"], files["lp"], files["late"], files["lp"]])
+    assert len(pairs) == 3
+    assert len(steps) == 1  # the reference's loudness, measured once (ahead)
 
 
 def test_an_unreadable_later_file_fails_cleanly(files, tmp_path):
