@@ -216,6 +216,7 @@ def iter_embed_many(
     heatmap_columns: int = 512,
     valid_samples: list[tuple[int, int] | None] | None = None,
     cancel: Callable[[], bool] | None = None,
+    alone: bool = False,
 ) -> Generator[float, None, list[Embedded]]:
     """Embed several mono signals, their chunks batched together; yields the fraction done.
 
@@ -223,6 +224,7 @@ def iter_embed_many(
     length together), so a GPU sees full batches even when each signal is a single chunk. Each
     signal's result is exactly what :func:`iter_embed` gives it alone whenever the model's output
     for a chunk does not depend on the other chunks of its batch (always with batch size 1).
+    ``alone``: nothing else works beside this call (see :meth:`LoadedModel.run`).
     """
     import torch
 
@@ -237,7 +239,7 @@ def iter_embed_many(
         segs = np.zeros((len(items), seg_len), dtype=np.float32)
         for row, (i, c) in enumerate(items):
             sigs[i].segment(c, segs[row])
-        emb, hidden = loaded.run(torch.from_numpy(segs))
+        emb, hidden = loaded.run(torch.from_numpy(segs), alone=alone)
         for row, (i, c) in enumerate(items):
             sigs[i].add(c, emb[row], hidden[:, row])
 

@@ -381,14 +381,9 @@ class Scorer:
         t_load = time.perf_counter()
         ref = self.load(reference)
         ref_summary = _summary(ref, self.sample_rate)
-        # The reference's K-weighted loudness is measured once: for the calibration gain and,
-        # when the aligned overlap starts at the reference's start, for loudness matching.
         mode = "mono" if s.channels == "mono" else "all"
-        ahead = None if isinstance(reference, AudioBuffer) else self._steps_ahead.pop(
+        steps_ahead = None if isinstance(reference, AudioBuffer) else self._steps_ahead.pop(
             (os.fspath(reference), mode, self.sample_rate), None)
-        ref_steps = self._reference_steps(ref, ref_summary, ahead)
-        cal = self._calibration_gain(ref, ref_summary, ref_steps)
-        ref_load_s = time.perf_counter() - t_load
         n_ch = ref.channels
         n_jobs = len(degraded)
         # Work units: reference embedding (1 per channel) + each degraded embedding (1 per channel).
@@ -399,25 +394,39 @@ class Scorer:
             return min(1.0, (done + x) / units)
 
         # Pipeline: the next group of degraded inputs is read and prepared in a helper thread
-        # while the model embeds the current one (and the first while it embeds the reference).
-        # Decoding, soxr, the alignment's FFTs and the K-weighting filter release the GIL, so this
-        # overlaps on 2 cores. On a GPU a group holds batch_size inputs, embedded together so that
-        # their chunks fill the batches; on the CPU (batch 1) a group is one input.
+        # while the model embeds the current one (and the first while the reference's loudness
+        # is measured and the reference embedded). Decoding, soxr, the alignment's FFTs and the
+        # K-weighting filter release the GIL, so this overlaps on 2 cores. On a GPU a group holds
+        # batch_size inputs, embedded together so that their chunks fill the batches; on the CPU
+        # (batch 1) a group is one input.
         group = self._group_size(ref.samples.shape[1])
         ahead: dict[int, Future] = {}
         submitted = 0  # inputs handed to the helper so far (each exactly once)
+        # The reference's loudness, for the helper's loudness matching: its alignment starts at
+        # once, and only the matching waits for the measurement below.
+        steps_ready: Future = Future()
 
         def submit_upto(stop: int) -> None:
             nonlocal submitted
             if not self.workers:
                 return
             while submitted < min(stop, n_jobs):
-                ahead[submitted] = self._submit(self._prepare, degraded[submitted], ref, ref_steps)
+                ahead[submitted] = self._submit(self._prepare, degraded[submitted], ref, steps_ready.result)
                 submitted += 1
 
-        submit_upto(group)
         results: list[QualityResult] = []
         try:
+            submit_upto(group)
+            # The reference's K-weighted loudness is measured once: for the calibration gain and,
+            # when the aligned overlap starts at the reference's start, for loudness matching.
+            try:
+                ref_steps = self._reference_steps(ref, ref_summary, steps_ahead)
+            except BaseException as exc:
+                steps_ready.set_exception(exc)
+                raise
+            steps_ready.set_result(ref_steps)
+            cal = self._calibration_gain(ref, ref_summary, ref_steps)
+            ref_load_s = time.perf_counter() - t_load
             yield Progress(0.0, f"Embedding reference {os.path.basename(ref_summary.path) or '(memory)'}")
             ref_embs: list[Embedded] = []
             t0 = time.perf_counter()
@@ -458,8 +467,13 @@ class Scorer:
                                              pre_gain=10.0 ** (pair.gain_db / 20.0)))
                         valid.append((first, stop))
                 label = names[0] if len(names) == 1 else f"{names[0]} and {len(names) - 1} more"
+                # The last group has the cores to itself (the helper has nothing left to prepare):
+                # the front end may then use all of them (see LoadedModel.run). The app's scorer
+                # (workers=0) keeps its one thread beside the interface.
+                alone = bool(self.workers) and not ahead
                 gen = iter_embed_many(self.loaded, waves, chunk_s=s.chunk_s, context_s=s.context_s,
-                                      heatmap_columns=s.heatmap_columns, valid_samples=valid, cancel=cancel)
+                                      heatmap_columns=s.heatmap_columns, valid_samples=valid, cancel=cancel,
+                                      alone=alone)
                 try:
                     while True:
                         yield Progress(frac(next(gen) * len(waves)), f"Embedding {label}")
@@ -471,7 +485,7 @@ class Scorer:
                 for j, (k, (deg, deg_summary, pair, prep_s)) in enumerate(zip(members, prepared)):
                     t_c = time.perf_counter()
                     own = embs[j * n_ch : (j + 1) * n_ch]
-                    again, warps, moved = self._follow_samples(ref, ref_embs, own, pair, cal, cancel)
+                    again, warps, moved = self._follow_samples(ref, ref_embs, own, pair, cal, cancel, alone)
                     result = self._compose(ref_embs, again, ref_summary, deg_summary, pair, warps, moved)
                     # load_align_s: the reading and preparation itself, which may have run in a
                     # helper thread while something else was embedded; embed_s: this input's share
@@ -503,7 +517,7 @@ class Scorer:
         return results
 
     def _follow_samples(self, ref: AudioBuffer, ref_embs: list[Embedded], deg_embs: list[Embedded], pair, cal: float,
-                        cancel) -> tuple[list[Embedded], list | None, list]:
+                        cancel, alone: bool = False) -> tuple[list[Embedded], list | None, list]:
         """Follow time, then align every stretch of the path to the sample and embed again.
 
         Returns the degraded embeddings, the warping path of each channel (None when the model
@@ -547,7 +561,7 @@ class Scorer:
             return deg_embs, warps, moved
         valid = [(first_s, first_s + pair.degraded.samples.shape[1])] * len(waves)
         gen = iter_embed_many(self.loaded, waves, chunk_s=s.chunk_s, context_s=s.context_s,
-                              heatmap_columns=s.heatmap_columns, valid_samples=valid, cancel=cancel)
+                              heatmap_columns=s.heatmap_columns, valid_samples=valid, cancel=cancel, alone=alone)
         try:
             while True:
                 next(gen)

@@ -125,10 +125,12 @@ def prepare_pair(
     max_lag_s : float or None
         Largest lag searched when estimating, seconds; None searches max(10 s, 25 % of the
         longer signal), bounded by the overlap.
-    reference_steps : numpy.ndarray, optional
+    reference_steps : numpy.ndarray or callable, optional
         :func:`~deepaq_core.audio.loudness.k_step_energies` of the whole reference, from an
         earlier loudness measurement: used (instead of filtering the reference again) when the
-        kept part of the reference starts at its first sample.
+        kept part of the reference starts at its first sample. A callable returning them is
+        called only then, after the alignment: a caller may align while the reference's
+        loudness is still being measured.
     scale : bool
         Apply the matching gain to the returned degraded signal (the default). False leaves it
         unscaled (a view of ``degraded.samples`` when nothing needs padding or flipping) and only
@@ -198,7 +200,9 @@ def prepare_pair(
     validate_signal(ref_samples, rate, ref_name)
     validate_signal(deg_samples, rate, deg_name)
 
-    steps = reference_steps if ref_start == 0 else None
+    steps = None
+    if ref_start == 0 and reference_steps is not None:
+        steps = reference_steps() if callable(reference_steps) else reference_steps
     if match_loudness:
         gain_db, ref_lufs, deg_lufs, gain_method = robust_matching_gain_db(ref_samples, deg_samples, rate, steps)
         if scale:

@@ -66,19 +66,23 @@ class LoadedModel:
             return torch.autocast("cpu", dtype=torch.bfloat16)
         return torch.autocast("cpu", enabled=False)
 
-    def run(self, segments: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def run(self, segments: torch.Tensor, alone: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """Embed equal-length segments.
 
         Parameters
         ----------
         segments : Tensor [S, N] float32 at the model's sample rate (on the CPU).
+        alone : bool
+            The caller knows that nothing else works beside this call (no helper thread is
+            reading or aligning): a backbone's choice of fewer CPU threads (made for busy
+            cores) is set aside and the process's thread count used.
 
         Returns
         -------
         embeddings : Tensor [S, T, D] float32 on the CPU
         hidden : Tensor [L, S, T, H] float32 on the CPU
         """
-        threads = getattr(getattr(self.model, "backbone", None), "cpu_threads", None)
+        threads = None if alone else getattr(getattr(self.model, "backbone", None), "cpu_threads", None)
         before = torch.get_num_threads()
         if self.device.type != "cpu" or not threads or threads == before:
             return self._run(segments)

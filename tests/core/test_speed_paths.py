@@ -88,6 +88,11 @@ def test_prepare_pair_with_reference_steps_is_unchanged(lag):
     assert (a.gain_db, a.reference_loudness_lufs, a.degraded_loudness_lufs) == (
         b.gain_db, b.reference_loudness_lufs, b.degraded_loudness_lufs)
     assert np.array_equal(a.degraded.samples, b.degraded.samples)
+    calls = []
+    c = prepare_pair(AudioBuffer(ref, sr), AudioBuffer(deg, sr), reference_steps=lambda: calls.append(1) or steps)
+    assert (c.alignment, c.gain_db, c.reference_loudness_lufs) == (b.alignment, b.gain_db, b.reference_loudness_lufs)
+    # asked for only when the kept reference starts at its first sample (a late degraded signal)
+    assert len(calls) == (1 if c.alignment.lag_samples >= 0 else 0)
 
 
 def _naive_follow(ref, deg, band, penalty):
