@@ -285,3 +285,15 @@ def test_prepare_pair_unscaled_reports_the_gain_it_leaves_to_the_caller():
     assert raw.gain_db == scaled.gain_db and abs(raw.gain_db - 7.96) < 0.1  # 0.4 is -7.96 dB
     assert np.shares_memory(raw.degraded.samples, deg_buf.samples)  # a view, no copy
     assert np.array_equal(raw.degraded.samples * np.float32(10.0 ** (raw.gain_db / 20.0)), scaled.degraded.samples)
+
+
+def test_band_costs_in_two_threads_equal_one(monkeypatch):
+    import deepaq_core.timewarp as tw
+
+    rng = np.random.default_rng(4)
+    a = rng.random((6000, 20)).astype(np.float32)
+    b = np.roll(a, 3, axis=0) + 0.1 * rng.random((6000, 20)).astype(np.float32)
+    assert 6000 * 201 >= tw._PARALLEL_CELLS  # this size takes the two-thread path
+    both = tw._band_costs(a, b, 100)
+    monkeypatch.setattr(tw, "_PARALLEL_CELLS", 1 << 40)
+    assert np.array_equal(both, tw._band_costs(a, b, 100))
