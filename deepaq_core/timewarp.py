@@ -221,6 +221,45 @@ class Recut:
 #: re-cutting such a file only adds splices. Deleted packets and drift give gains of 0.5 and more.
 _EVIDENCE = 0.2
 
+# A stretch from this many samples on (5.5 s at 48 kHz) is correlated in blocks (_lag_correlation).
+_BLOCKED_CORRELATION = 1 << 18
+
+
+def _lag_correlation(win: np.ndarray, seg: np.ndarray) -> np.ndarray:
+    """``scipy.signal.correlate(win, seg, mode="valid")`` for a ``win`` a few lags longer than ``seg``.
+
+    Only ``k = win.size - seg.size + 1`` lags are wanted (2 x 640 + 1 when a stretch is searched
+    one 13.3 ms frame either way), but one FFT correlation of a stretch several minutes long
+    transforms tens of millions of samples three times (3.3 s for a 5-minute pair with one
+    dropped packet). Summed over blocks instead: block ``b`` of ``seg`` (``L`` samples) against the
+    ``L + k - 1`` samples of ``win`` from the same place, whose circular correlation of length
+    ``P = L + k - 1`` equals the linear one at lags ``0 .. k - 1``; the cross-spectra of all blocks
+    add up, and one inverse transform gives the sum. The same values up to rounding (the sums
+    run in another order).
+    """
+    import scipy.fft
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    n, k = seg.size, win.size - seg.size + 1
+    size = scipy.fft.next_fast_len(max(8 * k, 4096), real=True)
+    step = size - (k - 1)  # seg samples per block
+    blocks = -(-n // step)
+    segp = np.zeros(blocks * step)
+    segp[:n] = seg
+    winp = np.zeros(blocks * step + k - 1)
+    winp[: win.size] = win
+    acc = np.zeros(size // 2 + 1, dtype=np.complex128)
+    group = 256  # blocks per batched transform: about 20 MB of spectra at a time
+    for g in range(0, blocks, group):
+        h = min(blocks, g + group)
+        s_spec = scipy.fft.rfft(segp[g * step : h * step].reshape(h - g, step), size, axis=1)
+        w_spec = scipy.fft.rfft(sliding_window_view(winp[g * step : h * step + k - 1], size)[::step], axis=1)
+        np.conjugate(s_spec, out=s_spec)
+        s_spec *= w_spec
+        acc += s_spec.sum(axis=0)
+    return scipy.fft.irfft(acc, size)[:k]
+
+
 
 def realign_samples(ref: np.ndarray, deg: np.ndarray, first: int, warp: TimeWarp, first_frame: int, hop: int,
                     search: int | None = None) -> Recut | None:
@@ -287,7 +326,8 @@ def realign_samples(ref: np.ndarray, deg: np.ndarray, first: int, warp: TimeWarp
         s0, s1 = lo - first + shift - search, hi - first + shift + search
         if hi - lo >= 2 * search and s0 >= 0 and s1 <= m and np.any(seg):
             win = np.asarray(deg[s0:s1], dtype=np.float64)
-            c = correlate(win, seg, mode="valid", method="fft")  # [2 * search + 1]
+            c = _lag_correlation(win, seg) if seg.size >= _BLOCKED_CORRELATION else correlate(
+                win, seg, mode="valid", method="fft")  # [2 * search + 1]
             e = np.concatenate([[0.0], np.cumsum(win * win)])
             energy = e[seg.size :] - e[: -seg.size]
             score = c / np.sqrt(np.maximum(energy * np.dot(seg, seg), 1e-20))  # normalised: level-free

@@ -297,3 +297,38 @@ def test_band_costs_in_two_threads_equal_one(monkeypatch):
     both = tw._band_costs(a, b, 100)
     monkeypatch.setattr(tw, "_PARALLEL_CELLS", 1 << 40)
     assert np.array_equal(both, tw._band_costs(a, b, 100))
+
+
+@pytest.mark.parametrize("n, lags", [(300_000, 1281), (70_001, 1281), (50_000, 7)])
+def test_blocked_lag_correlation_equals_scipy(n, lags):
+    from scipy.signal import correlate
+
+    from deepaq_core.timewarp import _lag_correlation
+
+    rng = np.random.default_rng(n)
+    seg = rng.standard_normal(n)
+    win = np.concatenate([rng.standard_normal(lags // 2), seg, rng.standard_normal(lags - 1 - lags // 2)])
+    win += 0.3 * rng.standard_normal(win.size)
+    want = correlate(win, seg, mode="valid", method="fft")
+    got = _lag_correlation(win, seg)
+    assert got.shape == want.shape == (lags,)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-9 * np.abs(want).max())
+    assert got.argmax() == want.argmax()
+
+
+def test_a_long_recut_is_the_same_with_blocked_correlation(monkeypatch):
+    import deepaq_core.timewarp as tw
+
+    sr, hop = 48000, 640
+    ref = music_like(20.0, sr, seed=11)[:, 0].astype(np.float32)
+    cut = 9 * sr  # 20 ms deleted at 9 s: the path drops time once
+    deg = np.concatenate([ref[:cut], ref[cut + 960:]])
+    lag = np.zeros(ref.size // hop, dtype=np.int64)
+    lag[cut // hop + 1:] = -1  # the degraded signal is 960 samples early from there on
+    warp = tw.TimeWarp(np.arange(lag.size) + lag, 0, 0)
+    blocked = tw.realign_samples(ref, deg, 0, warp, 0, hop)
+    monkeypatch.setattr(tw, "_BLOCKED_CORRELATION", 1 << 40)
+    plain = tw.realign_samples(ref, deg, 0, warp, 0, hop)
+    assert blocked is not None and plain is not None
+    assert blocked.pieces == plain.pieces
+    np.testing.assert_array_equal(blocked.samples, plain.samples)
