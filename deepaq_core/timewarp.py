@@ -221,6 +221,13 @@ class Recut:
 #: re-cutting such a file only adds splices. Deleted packets and drift give gains of 0.5 and more.
 _EVIDENCE = 0.2
 
+def _place(out: np.ndarray, deg: np.ndarray, start: int, stop: int, shift: int) -> None:
+    """``out[t] = deg[t + shift]`` for ``t`` in ``[start, stop)`` where that sample exists (one slice)."""
+    a, b = max(start, -shift), min(stop, deg.shape[-1] - shift)
+    if b > a:
+        out[a:b] = deg[a + shift : b + shift]
+
+
 # A stretch from this many samples on (5.5 s at 48 kHz) is correlated in blocks (_lag_correlation).
 _BLOCKED_CORRELATION = 1 << 18
 
@@ -335,8 +342,6 @@ def realign_samples(ref: np.ndarray, deg: np.ndarray, first: int, warp: TimeWarp
             if lag_f:  # how much better than the global alignment the moved stretch matches
                 evidence = max(evidence, float(score[best]) - ncc(seg, lo - first))
             shift = shift + best - search
-        src = np.arange(lo - first, hi - first) + shift
-        ok = (src >= 0) & (src < m)
-        out[lo - first : hi - first][ok] = deg[src[ok]]
+        _place(out, deg, lo - first, hi - first, shift)
         pieces.append((lo - first, hi - first, int(shift)))
     return Recut(out, tuple(pieces)) if evidence > _EVIDENCE else None

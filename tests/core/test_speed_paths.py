@@ -332,3 +332,30 @@ def test_a_long_recut_is_the_same_with_blocked_correlation(monkeypatch):
     assert blocked is not None and plain is not None
     assert blocked.pieces == plain.pieces
     np.testing.assert_array_equal(blocked.samples, plain.samples)
+    assert_samples_follow_pieces(blocked, deg)
+
+
+def assert_samples_follow_pieces(recut, deg):
+    """samples[t] is deg[t + shift] of its piece, or 0 where that sample does not exist."""
+    want = np.zeros_like(recut.samples)
+    for start, stop, shift in recut.pieces:
+        src = np.arange(start, stop) + shift
+        ok = (src >= 0) & (src < deg.size)
+        want[start:stop][ok] = deg[src[ok]]
+    np.testing.assert_array_equal(recut.samples, want)
+
+
+def test_placing_a_piece_equals_indexing_sample_by_sample():
+    from deepaq_core.timewarp import _place
+
+    rng = np.random.default_rng(5)
+    deg = rng.standard_normal(1000).astype(np.float32)
+    for start, stop, shift in [(0, 1000, 0), (0, 300, -50), (700, 1000, 80), (0, 1000, 1200), (0, 1000, -1200),
+                               (100, 900, -950), (100, 900, 950), (500, 500, 3)]:
+        got = np.zeros(1000, np.float32)
+        _place(got, deg, start, stop, shift)
+        want = np.zeros(1000, np.float32)
+        src = np.arange(start, stop) + shift
+        ok = (src >= 0) & (src < deg.size)
+        want[start:stop][ok] = deg[src[ok]]
+        np.testing.assert_array_equal(got, want)
