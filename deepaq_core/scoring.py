@@ -165,6 +165,20 @@ def _summary(buf: AudioBuffer, fallback_rate: int) -> FileSummary:
                        info.format, info.bit_depth)
 
 
+def _import_signal_modules() -> None:
+    """Import, in the calling thread, the scipy modules scoring uses (the K-weighting filter through
+    pyloudnorm, the alignment's FFTs, the distances' filters) before helper threads start.
+
+    Two threads importing scipy submodules for the first time at once can fail inside the import
+    machinery (``KeyError: 'scipy'``; 2 of 8 batch runs when the helper's alignment imported
+    scipy.fft while this thread imported scipy.signal). Cheap after the first call.
+    """
+    import pyloudnorm  # noqa: F401
+    import scipy.fft  # noqa: F401
+    import scipy.ndimage  # noqa: F401
+    import scipy.signal  # noqa: F401
+
+
 class Scorer:
     """Scores degraded files against references with one model; caches reference embeddings.
 
@@ -233,6 +247,9 @@ class Scorer:
             if not isinstance(src, AudioBuffer):
                 key = (os.fspath(src), mode, rate)
                 self._ahead.setdefault(key, self._submit(load_audio, src, rate, mode))
+        # While the files are read (reading imports no scipy): then the helper's loudness
+        # measurement below imports nothing beside this thread (see _import_signal_modules).
+        _import_signal_modules()
         # The reference's loudness is the first thing scoring needs (the calibration gain and
         # the loudness matching wait for it), and its first measurement also imports
         # scipy.signal (about 0.6 s): both run in a helper thread as soon as the file is read,
@@ -378,6 +395,7 @@ class Scorer:
 
     def _iter_score(self, reference: AudioInput, degraded: Sequence[AudioInput], cancel):
         s = self.settings
+        _import_signal_modules()  # before the helper aligns while this thread measures loudness
         t_load = time.perf_counter()
         ref = self.load(reference)
         ref_summary = _summary(ref, self.sample_rate)

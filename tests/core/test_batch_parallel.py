@@ -126,11 +126,39 @@ def test_devices_all_without_gpu_prints_rows_in_input_order(capfd, corpus, full_
     assert out.replace("\r\n", "\n").encode() == full_csv.replace(b"\r\n", b"\n")
 
 
+# The corpus's pairs repeated, each time under new ids: long enough that a signal sent after the
+# first rows arrives while the batch still runs (the 8 pairs alone now often finish first).
+REPEATS = 12
+
+
+@pytest.fixture(scope="module")
+def long_lists(corpus, tmp_path_factory):
+    """pairs_long.csv / .jsonl in the corpus folder, and the bytes of an uninterrupted CSV run."""
+    import json
+
+    with open(corpus / "pairs.csv", newline="") as f:
+        head, *body = list(csv.reader(f))
+    with open(corpus / "pairs_long.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(head)
+        for i in range(REPEATS):
+            w.writerows([[r[0], r[1], f"{r[2]}-{i}", r[3]] for r in body])
+    with open(corpus / "pairs.jsonl") as f:
+        items = [json.loads(line) for line in f]
+    with open(corpus / "pairs_long.jsonl", "w") as f:
+        for i in range(REPEATS):
+            f.writelines(json.dumps({**d, "id": f"{d['id']}-{i}"}) + "\n" for d in items)
+    out = tmp_path_factory.mktemp("long") / "full.csv"
+    assert main(["batch", "--batch-input-csv", str(corpus / "pairs_long.csv"), "--results-csv", str(out),
+                 "--device", "cpu"]) == 0
+    return out.read_bytes()
+
+
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds the worker processes through /proc")
-def test_sigterm_stops_workers_with_one_line_and_resumes(corpus, tmp_path, full_csv):
+def test_sigterm_stops_workers_with_one_line_and_resumes(corpus, tmp_path, long_lists):
     out = tmp_path / "out.csv"
     partial = tmp_path / "out.csv.partial"
-    cmd = [sys.executable, "-m", "deepaq_core.cli", "batch", "--batch-input-csv", str(corpus / "pairs.csv"),
+    cmd = [sys.executable, "-m", "deepaq_core.cli", "batch", "--batch-input-csv", str(corpus / "pairs_long.csv"),
            "--results-csv", str(out), "--device", "cpu", "--workers", "2"]
     proc = subprocess.Popen(cmd, env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     workers: set[int] = set()
@@ -159,15 +187,15 @@ def test_sigterm_stops_workers_with_one_line_and_resumes(corpus, tmp_path, full_
     assert workers and not [p for p in workers if alive(p)]  # the worker processes are gone too
     done = partial.read_bytes()
     assert done.count(b"\n") >= 3
-    assert main(["batch", "--batch-input-csv", str(corpus / "pairs.csv"), "--results-csv", str(out),
+    assert main(["batch", "--batch-input-csv", str(corpus / "pairs_long.csv"), "--results-csv", str(out),
                  "--device", "cpu", "--resume"]) == 0
-    assert out.read_bytes() == full_csv and not partial.exists()
+    assert out.read_bytes() == long_lists and not partial.exists()
 
 
-def test_sigterm_in_a_plain_run(corpus, tmp_path, full_csv):
+def test_sigterm_in_a_plain_run(corpus, tmp_path, long_lists):
     out = tmp_path / "out.jsonl"
     partial = tmp_path / "out.jsonl.partial"
-    cmd = [sys.executable, "-m", "deepaq_core.cli", "batch", "--batch-input-jsonl", str(corpus / "pairs.jsonl"),
+    cmd = [sys.executable, "-m", "deepaq_core.cli", "batch", "--batch-input-jsonl", str(corpus / "pairs_long.jsonl"),
            "--results-jsonl", str(out), "--device", "cpu"]
     proc = subprocess.Popen(cmd, env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
@@ -188,7 +216,7 @@ def test_sigterm_in_a_plain_run(corpus, tmp_path, full_csv):
     assert proc.returncode == 143 and "Traceback" not in err, (proc.returncode, err)
     assert err.strip().splitlines()[-1:] == ["deepaq: terminated; the rows scored so far are in 'out.jsonl.partial'; "
                                              "continue with --resume."], (proc.returncode, err)
-    assert 1 <= partial.read_bytes().count(b"\n") < N_PAIRS
+    assert 1 <= partial.read_bytes().count(b"\n") < N_PAIRS * REPEATS
 
 
 # -- a Dask cluster ----------------------------------------------------------------------------

@@ -359,3 +359,31 @@ def test_placing_a_piece_equals_indexing_sample_by_sample():
         ok = (src >= 0) & (src < deg.size)
         want[start:stop][ok] = deg[src[ok]]
         np.testing.assert_array_equal(got, want)
+
+
+def test_helpers_start_only_after_scipy_is_imported(files):
+    """Two threads importing scipy submodules for the first time at once can fail (KeyError: 'scipy');
+    a fresh process shows that every helper job starts with them already imported, with and without
+    the read-ahead."""
+    import subprocess
+    import sys
+
+    code = f"""
+import sys
+import deepaq_core.scoring as S
+seen = []
+real = S.Scorer._submit
+def submit(self, fn, *args):
+    seen.append(all(m in sys.modules for m in ("pyloudnorm", "scipy.fft", "scipy.ndimage", "scipy.signal"))
+                or getattr(fn, "__name__", "") == "load_audio")  # reading imports no scipy
+    return real(self, fn, *args)
+S.Scorer._submit = submit
+assert "scipy" not in sys.modules
+S.Scorer(device="cpu").score({files["ref"]!r}, {files["lp"]!r})
+S.Scorer(device="cpu", prefetch=[{files["ref"]!r}, {files["late"]!r}]).score({files["ref"]!r}, {files["late"]!r})
+print(len(seen), all(seen))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    count, ok = out.stdout.split()
+    assert int(count) >= 4 and ok == "True"
