@@ -251,10 +251,9 @@ class Scorer:
         # measurement below imports nothing beside this thread (see _import_signal_modules).
         _import_signal_modules()
         # The reference's loudness is the first thing scoring needs (the calibration gain and
-        # the loudness matching wait for it), and its first measurement also imports
-        # scipy.signal (about 0.6 s): both run in a helper thread as soon as the file is read,
-        # while this thread loads torch and the model. Submitted after the reads, so the pool
-        # starts it once a read is done (it waits only for the reference's own read).
+        # the loudness matching wait for it): measured in a helper thread as soon as the file is
+        # read, while this thread loads torch and the model. Submitted after the reads, so the
+        # pool starts it once a read is done (it waits only for the reference's own read).
         if sources and not isinstance(sources[0], AudioBuffer):
             key = (os.fspath(sources[0]), mode, rate)
             read = self._ahead[key]
