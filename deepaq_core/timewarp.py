@@ -221,6 +221,7 @@ class Recut:
 #: re-cutting such a file only adds splices. Deleted packets and drift give gains of 0.5 and more.
 _EVIDENCE = 0.2
 
+
 def _place(out: np.ndarray, deg: np.ndarray, start: int, stop: int, shift: int) -> None:
     """``out[t] = deg[t + shift]`` for ``t`` in ``[start, stop)`` where that sample exists (one slice)."""
     a, b = max(start, -shift), min(stop, deg.shape[-1] - shift)
@@ -265,7 +266,6 @@ def _lag_correlation(win: np.ndarray, seg: np.ndarray) -> np.ndarray:
         s_spec *= w_spec
         acc += s_spec.sum(axis=0)
     return scipy.fft.irfft(acc, size)[:k]
-
 
 
 def realign_samples(ref: np.ndarray, deg: np.ndarray, first: int, warp: TimeWarp, first_frame: int, hop: int,
