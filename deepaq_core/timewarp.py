@@ -268,6 +268,26 @@ def _lag_correlation(win: np.ndarray, seg: np.ndarray) -> np.ndarray:
     return scipy.fft.irfft(acc, size)[:k]
 
 
+def _window_energies(x: np.ndarray, n: int) -> np.ndarray:
+    """``e[n + j] - e[j]`` for ``j = 0 .. x.size - n``, ``e`` the cumulative sum of ``x``'s squares in
+    float64 from 0: the energy of each ``n``-sample window. Bit for bit what one ``np.cumsum`` over
+    the whole signal gives (the sum runs in the same order, carried from piece to piece), with
+    pieces of 1 Mi samples instead of several signal-long float64 temporaries."""
+    k = x.size - n + 1
+    head, tail = np.empty(k), np.empty(k)  # e[0 .. k - 1] and e[n .. n + k - 1]
+    total, pos, piece = 0.0, 0, 1 << 20
+    while pos < x.size:
+        sq = np.asarray(x[pos : pos + piece], dtype=np.float64)
+        sq *= sq
+        cs = np.cumsum(np.concatenate(([total], sq)))  # cs[t] = e[pos + t]
+        for dst, start in ((head, 0), (tail, n)):
+            lo, hi = max(start, pos), min(start + k, pos + sq.size + 1)
+            if hi > lo:
+                dst[lo - start : hi - start] = cs[lo - pos : hi - pos]
+        total, pos = float(cs[-1]), pos + sq.size
+    return tail - head
+
+
 def realign_samples(ref: np.ndarray, deg: np.ndarray, first: int, warp: TimeWarp, first_frame: int, hop: int,
                     search: int | None = None) -> Recut | None:
     """The degraded signal re-cut so that every stretch of the path lines up to the sample.
@@ -332,11 +352,14 @@ def realign_samples(ref: np.ndarray, deg: np.ndarray, first: int, warp: TimeWarp
         seg = np.asarray(ref[lo:hi], dtype=np.float64)
         s0, s1 = lo - first + shift - search, hi - first + shift + search
         if hi - lo >= 2 * search and s0 >= 0 and s1 <= m and np.any(seg):
-            win = np.asarray(deg[s0:s1], dtype=np.float64)
-            c = _lag_correlation(win, seg) if seg.size >= _BLOCKED_CORRELATION else correlate(
-                win, seg, mode="valid", method="fft")  # [2 * search + 1]
-            e = np.concatenate([[0.0], np.cumsum(win * win)])
-            energy = e[seg.size :] - e[: -seg.size]
+            if seg.size >= _BLOCKED_CORRELATION:  # a long stretch: no signal-long temporaries
+                c = _lag_correlation(deg[s0:s1], seg)  # [2 * search + 1]
+                energy = _window_energies(deg[s0:s1], seg.size)
+            else:
+                win = np.asarray(deg[s0:s1], dtype=np.float64)
+                c = correlate(win, seg, mode="valid", method="fft")  # [2 * search + 1]
+                e = np.concatenate([[0.0], np.cumsum(win * win)])
+                energy = e[seg.size :] - e[: -seg.size]
             score = c / np.sqrt(np.maximum(energy * np.dot(seg, seg), 1e-20))  # normalised: level-free
             best = int(np.argmax(score))
             if lag_f:  # how much better than the global alignment the moved stretch matches

@@ -316,6 +316,17 @@ def test_blocked_lag_correlation_equals_scipy(n, lags):
     assert got.argmax() == want.argmax()
 
 
+@pytest.mark.parametrize("size, n", [(3_000_000, 3_000_000 - 1280), ((1 << 20) + 1280, 1 << 20),
+                                     (1 << 20, 1 << 20), (5000, 4000)])
+def test_window_energies_are_those_of_one_cumulative_sum(size, n):
+    from deepaq_core.timewarp import _window_energies
+
+    x = np.random.default_rng(size).standard_normal(size).astype(np.float32)
+    w = x.astype(np.float64)
+    e = np.concatenate([[0.0], np.cumsum(w * w)])
+    assert np.array_equal(_window_energies(x, n), e[n:] - e[: e.size - n])
+
+
 def test_a_long_recut_is_the_same_with_blocked_correlation(monkeypatch):
     import deepaq_core.timewarp as tw
 
