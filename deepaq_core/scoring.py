@@ -242,11 +242,10 @@ class Scorer:
             return
         finally:
             registry_log.disabled = quiet
-        mode = "mono" if self.settings.channels == "mono" else "all"
         for src in sources:
-            if not isinstance(src, AudioBuffer):
-                key = (os.fspath(src), mode, rate)
-                self._ahead.setdefault(key, self._submit(load_audio, src, rate, mode))
+            key = self._ahead_key(src, rate)
+            if key is not None:
+                self._ahead.setdefault(key, self._submit(load_audio, src, rate, key[1]))
         # While the files are read (reading imports no scipy): then the helper's loudness
         # measurement below imports nothing beside this thread (see _import_signal_modules).
         _import_signal_modules()
@@ -254,10 +253,17 @@ class Scorer:
         # the loudness matching wait for it): measured in a helper thread as soon as the file is
         # read, while this thread loads torch and the model. Submitted after the reads, so the
         # pool starts it once a read is done (it waits only for the reference's own read).
-        if sources and not isinstance(sources[0], AudioBuffer):
-            key = (os.fspath(sources[0]), mode, rate)
+        key = self._ahead_key(sources[0], rate) if sources else None
+        if key is not None:
             read = self._ahead[key]
             self._steps_ahead.setdefault(key, self._submit(lambda: k_step_energies(read.result().samples, rate)))
+
+    def _ahead_key(self, source: AudioInput, rate: int, channels: str | None = None) -> tuple | None:
+        """Key of a read (and of a reference's loudness) started ahead: ``(path, channel mode,
+        rate)``; None for audio already in memory."""
+        if isinstance(source, AudioBuffer):
+            return None
+        return os.fspath(source), "mono" if (channels or self.settings.channels) == "mono" else "all", rate
 
     def _drop_ahead(self) -> None:
         for fut in self._steps_ahead.values():
@@ -279,10 +285,9 @@ class Scorer:
     def load(self, source: AudioInput, channels: str | None = None) -> AudioBuffer:
         """Read (or take) audio at the model's rate; mono or all channels per settings."""
         mode = "mono" if (channels or self.settings.channels) == "mono" else "all"
-        if not isinstance(source, AudioBuffer):
-            ahead = self._ahead.pop((os.fspath(source), mode, self.sample_rate), None)
-            if ahead is not None:
-                return ahead.result()
+        ahead = self._ahead.pop(self._ahead_key(source, self.sample_rate, channels), None)
+        if ahead is not None:
+            return ahead.result()
         if isinstance(source, AudioBuffer):
             buf = source
             if buf.sample_rate != self.sample_rate:
@@ -398,9 +403,7 @@ class Scorer:
         t_load = time.perf_counter()
         ref = self.load(reference)
         ref_summary = _summary(ref, self.sample_rate)
-        mode = "mono" if s.channels == "mono" else "all"
-        steps_ahead = None if isinstance(reference, AudioBuffer) else self._steps_ahead.pop(
-            (os.fspath(reference), mode, self.sample_rate), None)
+        steps_ahead = self._steps_ahead.pop(self._ahead_key(reference, self.sample_rate), None)
         n_ch = ref.channels
         n_jobs = len(degraded)
         # Work units: reference embedding (1 per channel) + each degraded embedding (1 per channel).
@@ -621,7 +624,7 @@ class Scorer:
                 fd[~d.valid] = np.nan
                 frame_d.append(fd)
                 if s.matrix_size > 0:
-                    m, mstarts = time_matrix(r.frames, d.frames, first, stop, s.matrix_size)
+                    mats.append(time_matrix(r.frames, d.frames, first, stop, s.matrix_size))
                 ch_dist.append(float(np.mean(curves[-1])))
             else:
                 deg_frames = d.frames
@@ -634,11 +637,9 @@ class Scorer:
                 frame_d.append(fd)
                 curves.append(window_block_means(fd, starts, win, stop, spec))
                 if s.matrix_size > 0:
-                    m, mstarts = _disturbance_matrix(r.frames, deg_frames, first, stop, s.matrix_size, spec, norm)
+                    mats.append(_disturbance_matrix(r.frames, deg_frames, first, stop, s.matrix_size, spec, norm))
                 ch_dist.append(float(power_mean(curves[-1], spec.time_p)))
             layer_maps.append(layer_cosine_distance(r.layer_bins, d.layer_bins))
-            if s.matrix_size > 0:
-                mats.append(m)
         curve_d = np.mean(curves, axis=0)
         distance = float(power_mean(curve_d, spec.time_p)) if spec.pooled_frames else float(np.mean(curve_d))
         # Dropped and inserted time: to the sample where a channel was re-cut, else from the path.
@@ -666,10 +667,12 @@ class Scorer:
         layer_heatmap = Heatmap(values=layer_values, x=np.arange(layer_values.shape[1]) * bf / fr,
                                 y=np.arange(n_layers), x_label="time (s)", y_label="layer",
                                 units="cosine distance of time-binned hidden states (1 - cos)")
-        tm = None if not mats else Heatmap(
-            values=np.mean(mats, axis=0), x=mstarts / fr, y=mstarts / fr,
-            x_label="degraded time, aligned (s)", y_label="reference time (s)",
-            units="embedding L2 distance" if not spec.pooled_frames else "relative loudness disturbance")
+        tm = None
+        if mats:
+            bins = mats[0][1] / fr  # every channel's matrix has the same time bins
+            tm = Heatmap(values=np.mean([m for m, _ in mats], axis=0), x=bins, y=bins,
+                         x_label="degraded time, aligned (s)", y_label="reference time (s)",
+                         units="embedding L2 distance" if not spec.pooled_frames else "relative loudness disturbance")
         multi = len(ch_dist) > 1
         return QualityResult(
             model=bundle.info(),
