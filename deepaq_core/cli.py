@@ -93,8 +93,8 @@ def _add_common(p: argparse.ArgumentParser, pairs: bool = True) -> None:
         g.add_argument("--no-match-loudness", action="store_true", help="do not match the degraded file's loudness")
     else:
         p.set_defaults(no_align=False, offset_ms=None, no_match_loudness=False)
-    g.add_argument("--channels", choices=["mono", "each"], default="mono",
-                   help="score the mono downmix (default) or each channel separately")
+    g.add_argument("--channels", choices=["each", "mono"], default="each",
+                   help="score each channel separately and average them (default), or the mono downmix")
     g.add_argument("--window", type=float, default=3.0, help="quality-curve window, seconds (default 3)")
     g.add_argument("--hop", type=float, default=0.5, help="quality-curve hop, seconds (default 0.5)")
     g.add_argument("--progress", action="store_true", help="show a progress bar even when stderr is not a terminal")

@@ -30,7 +30,7 @@ from typing import Any, Union
 import numpy as np
 
 from deepaq_core.audio import AudioBuffer, integrated_loudness, load_audio, prepare_pair
-from deepaq_core.audio.loudness import k_step_energies
+from deepaq_core.audio.loudness import channel_sum_db, k_step_energies
 from deepaq_core.embedding import (
     Embedded,
     Spliced,
@@ -87,8 +87,13 @@ class ScoreSettings:
         Use this delay instead of estimating it (convention ``degraded[n + lag] ~ reference[n]``).
     match_loudness : bool
         Scale the degraded signal to the reference's BS.1770 integrated loudness.
-    channels : {"mono", "each"}
-        Score the mono downmix, or each channel separately (the result averages the channels).
+    channels : {"each", "mono"}
+        Score each channel separately (the default; the result averages the channels), or the
+        mono downmix. Listeners hear every channel: the downmix cannot see a stereo image
+        collapsed to mono (low-bitrate Opus does that to stereo music), and differences between
+        the channels' phases that cancel in the downmix, which listeners do not hear as such,
+        show up in it as lost components. A mono degraded file against a multichannel
+        reference is compared with every reference channel (it plays the same on each).
     window_s, hop_s : float
         Window length and hop of the quality curve, seconds.
     chunk_s, context_s : float
@@ -112,7 +117,7 @@ class ScoreSettings:
     align: bool = True
     lag_ms: float | None = None
     match_loudness: bool = True
-    channels: str = "mono"
+    channels: str = "each"
     window_s: float = 3.0
     hop_s: float = 0.5
     chunk_s: float = 10.0
@@ -163,6 +168,16 @@ def _summary(buf: AudioBuffer, fallback_rate: int) -> FileSummary:
         return FileSummary("", digest, fallback_rate, buf.channels, buf.duration_s)
     return FileSummary(info.path, info.sha256, info.sample_rate, info.channels, info.duration_s,
                        info.format, info.bit_depth)
+
+
+def _channel_mean(frame_d: list[np.ndarray]) -> np.ndarray:
+    """Mean over channels of per-frame values, NaN where no channel has one (np.nanmean without
+    its warning for the frames outside the overlap)."""
+    stack = np.stack(frame_d)
+    valid = ~np.isnan(stack)
+    count = valid.sum(axis=0)
+    total = np.where(valid, stack, 0).sum(axis=0)
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan).astype(stack.dtype)
 
 
 def _import_signal_modules() -> None:
@@ -327,7 +342,9 @@ class Scorer:
         if key not in self._cache:
             steps = k_step_energies(ref.samples, ref.sample_rate) if steps is None else steps
             self._cache[key] = (steps, integrated_loudness(ref.samples, ref.sample_rate, steps))
-        lufs = self._cache[key][1]
+        # Per channel: BS.1770 sums the channels, and each is heard at its own level, so a stereo
+        # file whose two channels are one mono signal plays exactly as that mono signal does.
+        lufs = self._cache[key][1] - channel_sum_db(ref.channels)
         if not np.isfinite(lufs):
             return 1.0
         return float(10.0 ** ((float(target) - lufs) / 20.0))
@@ -388,6 +405,9 @@ class Scorer:
         n_ch = ref.channels
         deg = self.load(item, channels="mono" if n_ch == 1 else "each")
         deg_summary = _summary(deg, self.sample_rate)
+        if deg.channels == 1 and n_ch > 1:
+            # A mono file plays the same signal on every channel: each reference channel is compared with it.
+            deg = AudioBuffer(np.repeat(deg.samples, n_ch, axis=0), deg.sample_rate, deg.info)
         if deg.channels != n_ch:
             raise AudioError(
                 f"'{os.path.basename(deg_summary.path) or 'degraded'}' has {deg.channels} channels but the "
@@ -560,7 +580,10 @@ class Scorer:
             return deg_embs, None, moved
         first, stop = int(idx[0]), int(idx[-1]) + 1
         first_s = max(0, -pair.alignment.lag_samples)
-        warps = [_follow(r.frames, d.frames, first, stop, cfg, fr) for r, d in zip(ref_embs, deg_embs)]
+        # One path for all channels: time moves alike in every channel (a lost packet, a codec's
+        # delay), and the channels together are firmer evidence than each alone.
+        warp = _follow([r.frames for r in ref_embs], [d.frames for d in deg_embs], first, stop, cfg, fr)
+        warps = [warp] * len(deg_embs)
         waves, chans = [], []
         # A path that drops and inserts time back and forth over more than ``max_wander`` of the
         # overlap is chasing look-alike frames, not following time: two unrelated pieces (0.01-0.42
@@ -682,7 +705,7 @@ class Scorer:
             distance=distance,
             curve=curve,
             frame_rate=fr,
-            frame_distance=np.nanmean(frame_d, axis=0) if multi else frame_d[0],
+            frame_distance=_channel_mean(frame_d) if multi else frame_d[0],
             layer_heatmap=layer_heatmap,
             time_matrix=tm,
             alignment=pair.alignment,
@@ -799,20 +822,25 @@ def result_flags(ref: AudioBuffer, deg: AudioBuffer, pair) -> tuple[str, ...]:
     return tuple(key for key in FLAG_TEXT if found.get(key))
 
 
-def _follow(ref: np.ndarray, deg: np.ndarray, first: int, stop: int, cfg: dict, frame_rate: float):
-    """Warping path over the overlap ``[first, stop)`` on log-compressed, band-grouped frames."""
+def _follow(ref: list[np.ndarray], deg: list[np.ndarray], first: int, stop: int, cfg: dict, frame_rate: float):
+    """Warping path over the overlap ``[first, stop)`` on log-compressed, band-grouped frames, the
+    mean of the channels' features (one path for every channel)."""
     from deepaq_core.timewarp import follow_time, steady_lag
 
     group = int(cfg.get("band_group", 4))
 
-    def feats(x: np.ndarray) -> np.ndarray:
-        k = x.shape[1] // group * group
+    def feats(xs: list[np.ndarray]) -> np.ndarray:
+        k = xs[0].shape[1] // group * group
         out = np.empty((stop - first, k // group))
         # Frame by frame, so in blocks of frames (fresh [T, K] float64 temporaries cost more in page
         # faults than the arithmetic); the same values as one pass.
         for a in range(first, stop, 4096):
             b = min(a + 4096, stop)
-            y = np.log1p(np.maximum(x[a:b].astype(np.float64), 0.0))
+            y = np.log1p(np.maximum(xs[0][a:b].astype(np.float64), 0.0))
+            for x in xs[1:]:
+                y += np.log1p(np.maximum(x[a:b].astype(np.float64), 0.0))
+            if len(xs) > 1:
+                y /= len(xs)
             out[a - first : b - first] = y[:, :k].reshape(b - a, -1, group).mean(axis=2)
         return out
 

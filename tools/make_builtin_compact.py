@@ -22,7 +22,7 @@ from deepaq_core.model.auditory import AuditoryBackbone, AuditoryConfig, auditor
 from deepaq_core.model.bundle import save_bundle  # noqa: E402
 from deepaq_core.model.head import EmbeddingHead, EmbeddingModel  # noqa: E402
 
-VERSION = "0.4.5"
+VERSION = "0.4.6"
 DISTANCE = {
     "type": "loudness_disturbance",
     "mask": 0.1,
@@ -60,8 +60,8 @@ def build(d50: float, power: float, fitted_on: str, results: dict | None, out: P
         version=VERSION,
         status="designed",
         description="Full-band auditory model (48 kHz, ERB bands to 20 kHz, masking, specific loudness) with a "
-        "perceptual loudness-disturbance distance (with lost-bandwidth and lost-envelope terms) and time-following alignment; no learned weights, score "
-        "mapping fitted on listener ratings (see results).",
+        "perceptual loudness-disturbance distance (with lost-bandwidth and lost-envelope terms) and time-following alignment, "
+        "each channel compared on its own; no learned weights, score mapping fitted on listener ratings (see results).",
         training=None,
         results=results,
     )

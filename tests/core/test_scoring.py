@@ -6,6 +6,7 @@ import threading
 
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
 from deepaq_core.audio import AudioBuffer
@@ -114,9 +115,11 @@ def test_reference_embedding_is_computed_once(scorer, signals, monkeypatch):
     monkeypatch.setattr(scoring, "iter_embed_many", counting_many)
     scorer.score_many(signals["ref"], [signals["lp"], signals["noisy"], signals["lp8"]])
     scorer.score(signals["ref"], signals["lp"])
-    # one reference embedding (valid_samples None) + one per degraded file
-    assert calls.count(None) == 1
-    assert len(calls) == 5
+    # per channel (stereo, scored channel by channel): one reference embedding (valid_samples
+    # None), then one per degraded file
+    assert scorer.settings.channels == "each"
+    assert calls.count(None) == 2
+    assert len(calls) == 2 * 5
 
 
 def test_progress_partials_and_cancel(scorer, signals):
@@ -144,13 +147,38 @@ def test_switches_off_alignment_and_loudness(signals):
     assert not r2.alignment.estimated and r2.alignment.lag_native_samples == 2100
 
 
-def test_per_channel_scoring(signals):
+def test_per_channel_scoring(signals, tmp_path):
     s = Scorer(device="cpu", settings=ScoreSettings(channels="each"))
     r = s.score(signals["ref"], signals["lp"])
     assert r.channel_mode == "each" and len(r.channel_scores) == 2
     assert min(r.channel_scores) <= r.score + 1e-3 or max(r.channel_scores) >= r.score - 1e-3
+    assert np.isfinite(r.frame_distance[2:-2]).all()  # the channel mean keeps every scored frame
+    # A mono file plays the same on both channels: it is compared with each reference channel,
+    # exactly as a two-channel copy of it would be.
+    m = s.score(signals["ref"], signals["mono"])
+    mono, sr = sf.read(signals["mono"], dtype="float32", always_2d=True)
+    dual = tmp_path / "dual.wav"
+    sf.write(dual, np.repeat(mono, 2, axis=1), sr, subtype="FLOAT")
+    assert m.degraded.channels == 1 and len(m.channel_scores) == 2
+    assert m.score == pytest.approx(s.score(signals["ref"], dual).score, abs=1e-6)
+    assert m.channel_scores[0] > m.channel_scores[1] + 5  # the left channel itself; the right is not it
+    three = tmp_path / "three.wav"
+    sf.write(three, np.repeat(mono, 3, axis=1), sr, subtype="FLOAT")
     with pytest.raises(AudioError, match="channels"):
-        s.score(signals["ref"], signals["mono"])
+        s.score(signals["ref"], three)
+
+
+def test_channels_are_scored_separately_by_default(signals, tmp_path):
+    """A stereo recording collapsed to mono (what low-bitrate Opus does to stereo music) is heard
+    at once; its mono downmix is the reference's own, so only per-channel scoring sees it."""
+    ref, sr = sf.read(signals["ref"], dtype="float32", always_2d=True)
+    collapsed = tmp_path / "collapsed.wav"
+    sf.write(collapsed, np.repeat(ref.mean(axis=1, keepdims=True), 2, axis=1), sr, subtype="FLOAT")
+    assert ScoreSettings().channels == "each"
+    each = Scorer(device="cpu").score(signals["ref"], collapsed)
+    downmix = Scorer(device="cpu", settings=ScoreSettings(channels="mono")).score(signals["ref"], collapsed)
+    assert downmix.score > 99.0
+    assert each.score < downmix.score - 10
 
 
 def test_in_memory_buffers_at_other_rates(scorer):
@@ -265,3 +293,34 @@ def test_bf16_on_the_cpu_is_used_when_asked_and_shares_the_weights():
         Scorer("compact-untrained", "cpu", ScoreSettings(precision="fp16"))
     with pytest.raises(ValueError, match="precision"):
         ScoreSettings(precision="int8")
+
+
+def test_helper_threads_give_the_same_stereo_scores(signals):
+    """With helper threads (the degraded file prepared ahead, the last input embedded on every core)
+    a stereo pair gets the numbers of the one-thread scorer the app uses."""
+    one = Scorer(device="cpu", workers=0).score_many(signals["ref"], [signals["lp"], signals["delayed"]])
+    two = Scorer(device="cpu", workers=2).score_many(signals["ref"], [signals["lp"], signals["delayed"]])
+    for a, b in zip(one, two):
+        assert len(a.channel_scores) == 2
+        # (equal up to the order in which two front-end threads add, when the last input has both cores)
+        assert a.channel_scores == pytest.approx(b.channel_scores, abs=1e-6)
+        assert a.distance == pytest.approx(b.distance, rel=1e-6)
+        assert np.allclose(a.frame_distance, b.frame_distance, rtol=1e-5, atol=1e-7, equal_nan=True)
+
+
+def test_dual_mono_scores_as_mono(signals, tmp_path):
+    """Each channel is played at the level a mono file is (BS.1770 sums the channels, so a stereo
+    file measures 3 dB louder): two identical channels score exactly as the mono signal."""
+    ref, sr = sf.read(signals["ref"], dtype="float32", always_2d=True)
+    lp, _ = sf.read(signals["lp8"], dtype="float32", always_2d=True)
+    paths = {}
+    for name, x in (("ref", ref[:, :1]), ("lp", lp[:, :1])):
+        paths[name] = tmp_path / f"{name}_mono.wav"
+        sf.write(paths[name], x, sr, subtype="FLOAT")
+        paths[name + "2"] = tmp_path / f"{name}_dual.wav"
+        sf.write(paths[name + "2"], np.repeat(x, 2, axis=1), sr, subtype="FLOAT")
+    s = Scorer(device="cpu")
+    mono = s.score(paths["ref"], paths["lp"])
+    dual = s.score(paths["ref2"], paths["lp2"])
+    assert dual.channel_scores == pytest.approx((mono.score, mono.score), abs=1e-9)
+    assert 20 < mono.score < 99  # an 8 kHz low-pass: clearly damaged, not destroyed
