@@ -106,11 +106,14 @@ def main(argv: list[str] | None = None) -> int:
     # 2. low-passes
     rows, held = [], 0
     for x, (ref, sr) in audio.items():
-        s = {fc: round(score(ref, degrade(ref, sr, "lowpass", cutoff_hz=fc)[0], sr).score, 2) for fc in (3500, 7000, 16000)}
+        s = {fc: score(ref, degrade(ref, sr, "lowpass", cutoff_hz=fc)[0], sr).score for fc in (3500, 7000, 16000)}
+        # The targets are checked on the scores themselves (the same file scores exactly 100), and
+        # a score just under 100 is shown with the digits that tell it apart.
         ok = s[3500] <= 35 and s[3500] < s[7000] <= 85 and s[7000] < s[16000] < 100
         held += ok
-        out["lowpass"][x] = s
-        rows.append([x, s[3500], s[7000], s[16000], "held" if ok else "not"])
+        out["lowpass"][x] = {fc: round(v, 2) if v < 99.995 else round(v, 6) for fc, v in s.items()}
+        rows.append([x] + [f"{v:.2f}" if v < 99.995 or v == 100 else f"{v:.4f}" for v in s.values()]
+                    + ["held" if ok else "not"])
     print("### Low-passes (3.5 kHz <= 35 < 7 kHz <= 85, 7 kHz < 16 kHz < 100)\n")
     print(_table(["item", "3.5 kHz", "7 kHz", "16 kHz", "targets"], rows))
     print(f"\nheld on {held} of {len(rows)}\n")
