@@ -30,7 +30,7 @@ from typing import Any, Union
 import numpy as np
 
 from deepaq_core.audio import AudioBuffer, integrated_loudness, load_audio, prepare_pair
-from deepaq_core.audio.loudness import channel_sum_db, k_step_energies
+from deepaq_core.audio.loudness import k_step_energies
 from deepaq_core.embedding import (
     Embedded,
     Spliced,
@@ -342,9 +342,13 @@ class Scorer:
         if key not in self._cache:
             steps = k_step_energies(ref.samples, ref.sample_rate) if steps is None else steps
             self._cache[key] = (steps, integrated_loudness(ref.samples, ref.sample_rate, steps))
-        # Per channel: BS.1770 sums the channels, and each is heard at its own level, so a stereo
-        # file whose two channels are one mono signal plays exactly as that mono signal does.
-        lufs = self._cache[key][1] - channel_sum_db(ref.channels)
+        steps = self._cache[key][0]
+        # Per channel: each channel is heard at its own level, and the loudest one is played as a
+        # mono file would be (BS.1770's sum over channels would play a stereo file 3 dB softer),
+        # so a stereo file whose channels carry one mono signal, or only one channel, plays its
+        # signal exactly as the mono file does.
+        lufs = self._cache[key][1] if ref.channels == 1 else max(
+            integrated_loudness(ref.samples[c : c + 1], ref.sample_rate, steps[c : c + 1]) for c in range(ref.channels))
         if not np.isfinite(lufs):
             return 1.0
         return float(10.0 ** ((float(target) - lufs) / 20.0))
@@ -581,8 +585,11 @@ class Scorer:
         first, stop = int(idx[0]), int(idx[-1]) + 1
         first_s = max(0, -pair.alignment.lag_samples)
         # One path for all channels: time moves alike in every channel (a lost packet, a codec's
-        # delay), and the channels together are firmer evidence than each alone.
-        warp = _follow([r.frames for r in ref_embs], [d.frames for d in deg_embs], first, stop, cfg, fr)
+        # delay), and the channels together are firmer evidence than each alone. Each channel
+        # counts by the reference's loudness in it: a channel the reference leaves (nearly) empty
+        # says nothing about time, and hiss there would only lead the path astray.
+        weights = [reference_level(r.frames, d.scored) for r, d in zip(ref_embs, deg_embs)]
+        warp = _follow([r.frames for r in ref_embs], [d.frames for d in deg_embs], first, stop, cfg, fr, weights)
         warps = [warp] * len(deg_embs)
         waves, chans = [], []
         # A path that drops and inserts time back and forth over more than ``max_wander`` of the
@@ -638,6 +645,14 @@ class Scorer:
 
         spec = DistanceSpec.from_card(bundle.card)
         curves, frame_d, layer_maps, mats, ch_dist = [], [], [], [], []
+        # One normaliser for every channel: the reference's mean loudness per channel, each channel
+        # weighted by that loudness (sum l^2 / sum l). Each channel's own would make a near-silent
+        # reference channel divide by almost nothing (faint hiss in an empty channel scored 0); a
+        # plain mean over channels would count the damage of a file with one silent channel
+        # double; with these weights such a file is normalised as its one channel alone.
+        levels = [reference_level(r.frames, d.scored) for r, d in zip(ref_embs, deg_embs)]
+        norm = (levels[0] if len(levels) == 1 else sum(x * x for x in levels) / sum(levels)) \
+            if spec.pooled_frames else 1.0
         for ch, (r, d) in enumerate(zip(ref_embs, deg_embs)):
             if not spec.pooled_frames:
                 wr = pooled_windows(r.frames, starts, win, stop)
@@ -654,7 +669,6 @@ class Scorer:
                 if warps is not None and recuts[ch] is None:
                     deg_frames = d.frames.copy()
                     deg_frames[first:stop] = d.frames[first + warps[ch].path]
-                norm = reference_level(r.frames, d.scored)
                 fd = sequence_disturbance(r.frames, deg_frames, spec, norm).astype(np.float32)
                 fd[~d.scored] = np.nan
                 frame_d.append(fd)
@@ -822,9 +836,10 @@ def result_flags(ref: AudioBuffer, deg: AudioBuffer, pair) -> tuple[str, ...]:
     return tuple(key for key in FLAG_TEXT if found.get(key))
 
 
-def _follow(ref: list[np.ndarray], deg: list[np.ndarray], first: int, stop: int, cfg: dict, frame_rate: float):
-    """Warping path over the overlap ``[first, stop)`` on log-compressed, band-grouped frames, the
-    mean of the channels' features (one path for every channel)."""
+def _follow(ref: list[np.ndarray], deg: list[np.ndarray], first: int, stop: int, cfg: dict, frame_rate: float,
+            weights: Sequence[float] = (1.0,)):
+    """Warping path over the overlap ``[first, stop)`` on log-compressed, band-grouped frames: the
+    channels' features averaged with ``weights`` (one path for every channel)."""
     from deepaq_core.timewarp import follow_time, steady_lag
 
     group = int(cfg.get("band_group", 4))
@@ -837,13 +852,15 @@ def _follow(ref: list[np.ndarray], deg: list[np.ndarray], first: int, stop: int,
         for a in range(first, stop, 4096):
             b = min(a + 4096, stop)
             y = np.log1p(np.maximum(xs[0][a:b].astype(np.float64), 0.0))
-            for x in xs[1:]:
-                y += np.log1p(np.maximum(x[a:b].astype(np.float64), 0.0))
             if len(xs) > 1:
-                y /= len(xs)
+                y *= w[0]
+                for x, wx in zip(xs[1:], w[1:]):
+                    y += wx * np.log1p(np.maximum(x[a:b].astype(np.float64), 0.0))
             out[a - first : b - first] = y[:, :k].reshape(b - a, -1, group).mean(axis=2)
         return out
 
+    w = np.asarray(weights, dtype=np.float64)
+    w = w / w.sum() if w.size == len(ref) and w.sum() > 0 else np.full(len(ref), 1.0 / len(ref))
     band = int(round(float(cfg.get("band_s", 1.5)) * frame_rate))
     warp = follow_time(feats(ref), feats(deg), band, float(cfg.get("penalty", 0.5)))
     hold = int(cfg.get("hold_frames", 1))

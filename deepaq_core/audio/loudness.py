@@ -148,12 +148,6 @@ def _gate(power: np.ndarray) -> float:
     return float(-0.691 + 10 * np.log10(power[gated].mean()))
 
 
-def channel_sum_db(channels: int) -> float:
-    """How much louder, in LU, BS.1770 measures ``channels`` channels than one channel of the same
-    signal (10 log10 of the sum of the channel weights: 3.01 for stereo, 0 for mono)."""
-    return float(10.0 * np.log10(np.sum(_channel_weights(channels))))
-
-
 def _channel_weights(channels: int) -> np.ndarray:
     """BS.1770 channel weights: L, R, C = 1.0, Ls, Rs = 1.41 (pyloudnorm's order); 1.0 beyond 5."""
     if channels <= 5:

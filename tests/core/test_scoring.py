@@ -309,8 +309,9 @@ def test_helper_threads_give_the_same_stereo_scores(signals):
 
 
 def test_dual_mono_scores_as_mono(signals, tmp_path):
-    """Each channel is played at the level a mono file is (BS.1770 sums the channels, so a stereo
-    file measures 3 dB louder): two identical channels score exactly as the mono signal."""
+    """The loudest channel is played at the level a mono file is (BS.1770 sums the channels, so a
+    stereo file measures 3 dB louder): two identical channels, or the signal in one channel and
+    silence in the other, score the signal exactly as the mono file does."""
     ref, sr = sf.read(signals["ref"], dtype="float32", always_2d=True)
     lp, _ = sf.read(signals["lp8"], dtype="float32", always_2d=True)
     paths = {}
@@ -319,8 +320,28 @@ def test_dual_mono_scores_as_mono(signals, tmp_path):
         sf.write(paths[name], x, sr, subtype="FLOAT")
         paths[name + "2"] = tmp_path / f"{name}_dual.wav"
         sf.write(paths[name + "2"], np.repeat(x, 2, axis=1), sr, subtype="FLOAT")
+    for name, x in (("ref", ref[:, :1]), ("lp", lp[:, :1])):
+        paths[name + "1"] = tmp_path / f"{name}_left.wav"
+        sf.write(paths[name + "1"], np.concatenate([x, np.zeros_like(x)], axis=1), sr, subtype="FLOAT")
     s = Scorer(device="cpu")
     mono = s.score(paths["ref"], paths["lp"])
     dual = s.score(paths["ref2"], paths["lp2"])
+    left = s.score(paths["ref1"], paths["lp1"])
     assert dual.channel_scores == pytest.approx((mono.score, mono.score), abs=1e-9)
+    assert left.channel_scores == pytest.approx((mono.score, 100.0), abs=1e-6)
     assert 20 < mono.score < 99  # an 8 kHz low-pass: clearly damaged, not destroyed
+
+
+def test_faint_noise_in_an_empty_channel_is_not_the_end_of_the_scale(tmp_path):
+    """Channels are normalised by the reference's loudness over all of them: faint hiss (-60 dBFS)
+    in a channel that is silent in the reference is damage, not an infinite ratio (it scored 0 when
+    each channel was divided by its own, almost zero, loudness)."""
+    sr = 48000
+    left = music_like(6.0, sr, seed=4)[:, 0]
+    ref = np.stack([left, np.zeros_like(left)], axis=1)
+    hiss = np.random.default_rng(0).standard_normal(left.size).astype(np.float32) * np.float32(1e-3)
+    sf.write(tmp_path / "ref.wav", ref, sr, subtype="FLOAT")
+    sf.write(tmp_path / "hiss.wav", np.stack([left, hiss], axis=1), sr, subtype="FLOAT")
+    r = Scorer(device="cpu").score(tmp_path / "ref.wav", tmp_path / "hiss.wav")
+    assert r.channel_scores[0] > 99
+    assert 20 < r.channel_scores[1] < 99 and 50 < r.score < 99.5
