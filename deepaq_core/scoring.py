@@ -170,14 +170,15 @@ def _summary(buf: AudioBuffer, fallback_rate: int) -> FileSummary:
                        info.format, info.bit_depth)
 
 
-def _channel_mean(frame_d: list[np.ndarray]) -> np.ndarray:
-    """Mean over channels of per-frame values, NaN where no channel has one (np.nanmean without
-    its warning for the frames outside the overlap)."""
+def _channel_mean(frame_d: list[np.ndarray], weights: np.ndarray | None = None) -> np.ndarray:
+    """(Weighted) mean over channels of per-frame values, NaN where no channel has one (np.nanmean
+    without its warning for the frames outside the overlap)."""
     stack = np.stack(frame_d)
+    w = np.ones(stack.shape[0]) if weights is None else np.asarray(weights, dtype=np.float64)
     valid = ~np.isnan(stack)
-    count = valid.sum(axis=0)
-    total = np.where(valid, stack, 0).sum(axis=0)
-    return np.where(count > 0, total / np.maximum(count, 1), np.nan).astype(stack.dtype)
+    count = (valid * w[:, None]).sum(axis=0)
+    total = (np.where(valid, stack, 0) * w[:, None]).sum(axis=0)
+    return np.where(count > 0, total / np.where(count > 0, count, 1), np.nan).astype(stack.dtype)
 
 
 def _import_signal_modules() -> None:
@@ -644,7 +645,7 @@ class Scorer:
         starts, nominal = window_grid(first, stop, win, hop)
 
         spec = DistanceSpec.from_card(bundle.card)
-        curves, frame_d, layer_maps, mats, ch_dist = [], [], [], [], []
+        curves, frame_d, layer_maps, mats, ch_dist, heard = [], [], [], [], [], []
         # One normaliser for every channel: the reference's mean loudness per channel, each channel
         # weighted by that loudness (sum l^2 / sum l). Each channel's own would make a near-silent
         # reference channel divide by almost nothing (faint hiss in an empty channel scored 0); a
@@ -676,8 +677,14 @@ class Scorer:
                 if s.matrix_size > 0:
                     mats.append(_disturbance_matrix(r.frames, deg_frames, first, stop, s.matrix_size, spec, norm))
                 ch_dist.append(float(power_mean(curves[-1], spec.time_p)))
+                # how loud what is heard in this channel is: the reference's or the degraded's
+                heard.append(max(levels[ch], reference_level(deg_frames, d.scored)))
             layer_maps.append(layer_cosine_distance(r.layer_bins, d.layer_bins))
-        curve_d = np.mean(curves, axis=0)
+        # Channels count by the loudness heard in them: a channel silent in both files does not
+        # dilute the others' damage (a signal in one channel of a stereo file scores as the mono
+        # file), and one that only the degraded file fills (hiss) counts by how loud that is.
+        wch = np.asarray(heard) / np.sum(heard) if len(heard) > 1 else None
+        curve_d = np.mean(curves, axis=0) if wch is None else np.tensordot(wch, np.asarray(curves), axes=1)
         distance = float(power_mean(curve_d, spec.time_p)) if spec.pooled_frames else float(np.mean(curve_d))
         # Dropped and inserted time: to the sample where a channel was re-cut, else from the path.
         sr = float(self.loaded.model.sample_rate)
@@ -719,7 +726,7 @@ class Scorer:
             distance=distance,
             curve=curve,
             frame_rate=fr,
-            frame_distance=_channel_mean(frame_d) if multi else frame_d[0],
+            frame_distance=_channel_mean(frame_d, wch) if multi else frame_d[0],
             layer_heatmap=layer_heatmap,
             time_matrix=tm,
             alignment=pair.alignment,

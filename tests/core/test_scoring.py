@@ -310,8 +310,9 @@ def test_helper_threads_give_the_same_stereo_scores(signals):
 
 def test_dual_mono_scores_as_mono(signals, tmp_path):
     """The loudest channel is played at the level a mono file is (BS.1770 sums the channels, so a
-    stereo file measures 3 dB louder): two identical channels, or the signal in one channel and
-    silence in the other, score the signal exactly as the mono file does."""
+    stereo file measures 3 dB louder), and channels count by the loudness heard in them: two
+    identical channels, or the signal in one channel and silence in the other, score the signal
+    exactly as the mono file does."""
     ref, sr = sf.read(signals["ref"], dtype="float32", always_2d=True)
     lp, _ = sf.read(signals["lp8"], dtype="float32", always_2d=True)
     paths = {}
@@ -329,6 +330,7 @@ def test_dual_mono_scores_as_mono(signals, tmp_path):
     left = s.score(paths["ref1"], paths["lp1"])
     assert dual.channel_scores == pytest.approx((mono.score, mono.score), abs=1e-9)
     assert left.channel_scores == pytest.approx((mono.score, 100.0), abs=1e-6)
+    assert left.score == pytest.approx(mono.score, abs=1e-4)  # the silent channel dilutes nothing
     assert 20 < mono.score < 99  # an 8 kHz low-pass: clearly damaged, not destroyed
 
 
