@@ -651,9 +651,8 @@ class Scorer:
         # reference channel divide by almost nothing (faint hiss in an empty channel scored 0); a
         # plain mean over channels would count the damage of a file with one silent channel
         # double; with these weights such a file is normalised as its one channel alone.
-        levels = [reference_level(r.frames, d.scored) for r, d in zip(ref_embs, deg_embs)]
-        norm = (levels[0] if len(levels) == 1 else sum(x * x for x in levels) / sum(levels)) \
-            if spec.pooled_frames else 1.0
+        levels = [reference_level(r.frames, d.scored) for r, d in zip(ref_embs, deg_embs)] if spec.pooled_frames else []
+        norm = (levels[0] if len(levels) == 1 else sum(x * x for x in levels) / sum(levels)) if levels else 1.0
         for ch, (r, d) in enumerate(zip(ref_embs, deg_embs)):
             if not spec.pooled_frames:
                 wr = pooled_windows(r.frames, starts, win, stop)
