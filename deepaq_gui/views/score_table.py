@@ -27,6 +27,7 @@ class _Column:
     tooltip: str = ""
     numeric: bool = True
     cell_tooltip: Callable[[Any], str] | None = None
+    result_tooltip: Callable[[QualityResult], str] | None = None
 
 
 def _number(fmt: str) -> Callable[[Any], str]:
@@ -47,10 +48,21 @@ def _flag_sentences(value: Any) -> str:
     return "\n".join(f"{k}: {FLAG_TEXT.get(k, k)}" for k in keys) or "Nothing suspicious was found."
 
 
+def _score_tooltip(scale: str) -> Callable[[QualityResult], str]:
+    """The scale, and each channel's own score where the channels were scored one by one."""
+
+    def tip(r: QualityResult) -> str:
+        per = tuple(getattr(r, "channel_scores", ()) or ())
+        return f"Score: {scale}" + (f"\nPer channel: {' / '.join(score_text(c) for c in per)}" if per else "")
+
+    return tip
+
+
 def _columns(scale: str, units: str) -> list[_Column]:
     return [
         _Column("Version", lambda r, name: name, str, "Version name", numeric=False, cell_tooltip=str),
-        _Column("Score", lambda r, name: float(r.score), score_text, f"Score: {scale}"),
+        _Column("Score", lambda r, name: float(r.score), score_text, f"Score: {scale}",
+                result_tooltip=_score_tooltip(scale)),
         _Column("Distance", lambda r, name: float(r.distance), _number(".4f"), f"Distance: {units}"),
         _Column("Offset (ms)", lambda r, name: float(r.alignment.lag_ms), _number(".2f"),
                 "Time offset of the version against the reference; positive = version is late"),
@@ -80,6 +92,7 @@ class ScoreTableModel(QtCore.QAbstractTableModel):
         super().__init__(parent)
         self._columns = _columns(SCORE_SCALE, DISTANCE_UNITS)
         self._rows: list[tuple[int, list[Any]]] = []
+        self._results: dict[int, QualityResult] = {}
 
     def set_results(self, results: dict[int, QualityResult], names: dict[int, str]) -> None:
         """Replace the rows.
@@ -95,6 +108,7 @@ class ScoreTableModel(QtCore.QAbstractTableModel):
             self._columns = _columns(first.score_scale, first.distance_units)
         self._rows = [(i, [c.value(r, names.get(i, f"Version {i}")) for c in self._columns])
                       for i, r in sorted(results.items())]
+        self._results = dict(results)
         self.endResetModel()
         self.headerDataChanged.emit(QtCore.Qt.Orientation.Horizontal, 0, len(self._columns) - 1)
 
@@ -133,6 +147,8 @@ class ScoreTableModel(QtCore.QAbstractTableModel):
         if role == QtCore.Qt.ItemDataRole.DecorationRole and index.column() == 0:
             return version_color(version)
         if role == QtCore.Qt.ItemDataRole.ToolTipRole:
+            if column.result_tooltip is not None and version in self._results:
+                return column.result_tooltip(self._results[version])
             return column.cell_tooltip(value) if column.cell_tooltip is not None else column.tooltip
         return None
 

@@ -433,6 +433,21 @@ def test_score_table_rows_numeric_sort_and_row_selected(qtbot, results):
     assert table.selectionModel().selectedRows()[0].data(SORT_ROLE) == "lowpass 3k"
 
 
+def test_score_cell_tooltip_gives_each_channels_score(qtbot, results):
+    import dataclasses
+
+    res, names = results
+    res = dict(res)
+    res[2] = dataclasses.replace(res[2], channel_mode="each", channel_scores=(83.94, 77.81))
+    view = shown(qtbot, ScoreTableView())
+    view.set_results(res, names)
+    proxy = view.proxy()
+    tips = {proxy.index(r, 0).data(QtCore.Qt.ItemDataRole.DisplayRole):
+            proxy.index(r, 1).data(QtCore.Qt.ItemDataRole.ToolTipRole) for r in range(3)}
+    assert tips["noisy"].endswith("Per channel: 83.9 / 77.8")
+    assert "Per channel" not in tips["mp3 128k"] and res[0].score_scale in tips["mp3 128k"]
+
+
 def test_live_score_label():
     label = LiveScoreLabel()
     label.set_score(73.44, "mp3 128k · compact 0.1.0")
