@@ -318,18 +318,15 @@ class Scorer:
     def _reference_steps(self, ref: AudioBuffer, summary: FileSummary, ahead: Future | None = None) -> np.ndarray:
         """K-weighted 100 ms step energies of the reference (cached): its loudness, measured once.
 
-        Cached in the entry that also holds the reference's integrated loudness, so a reference
-        takes no more room in the cache than before. ``ahead``: the same measurement started
-        by :meth:`_prefetch`.
+        They serve both the calibration gain and the loudness matching. ``ahead``: the same
+        measurement started by :meth:`_prefetch`.
         """
-        key = ("lufs", summary.sha256, ref.samples.shape)
+        key = ("k_steps", summary.sha256, ref.samples.shape)
         if key not in self._cache:
-            steps = ahead.result() if ahead is not None else k_step_energies(ref.samples, ref.sample_rate)
-            self._cache[key] = (steps, integrated_loudness(ref.samples, ref.sample_rate, steps))
-        return self._cache[key][0]
+            self._cache[key] = ahead.result() if ahead is not None else k_step_energies(ref.samples, ref.sample_rate)
+        return self._cache[key]
 
-    def _calibration_gain(self, ref: AudioBuffer, summary: FileSummary | None = None,
-                          steps: np.ndarray | None = None) -> float:
+    def _calibration_gain(self, ref: AudioBuffer, summary: FileSummary) -> float:
         """Linear gain that plays the reference at the level the model assumes (1.0 if none).
 
         A model with an absolute-level front end (hearing thresholds) states in its card the
@@ -339,17 +336,13 @@ class Scorer:
         target = (self.loaded.bundle.card.get("calibration") or {}).get("reference_lufs")
         if target is None:
             return 1.0
-        key = ("lufs", (summary or _summary(ref, self.sample_rate)).sha256, ref.samples.shape)
-        if key not in self._cache:
-            steps = k_step_energies(ref.samples, ref.sample_rate) if steps is None else steps
-            self._cache[key] = (steps, integrated_loudness(ref.samples, ref.sample_rate, steps))
-        steps = self._cache[key][0]
+        steps = self._reference_steps(ref, summary)
         # Per channel: each channel is heard at its own level, and the loudest one is played as a
         # mono file would be (BS.1770's sum over channels would play a stereo file 3 dB softer),
         # so a stereo file whose channels carry one mono signal, or only one channel, plays its
         # signal exactly as the mono file does.
-        lufs = self._cache[key][1] if ref.channels == 1 else max(
-            integrated_loudness(ref.samples[c : c + 1], ref.sample_rate, steps[c : c + 1]) for c in range(ref.channels))
+        lufs = max(integrated_loudness(ref.samples[c : c + 1], ref.sample_rate, steps[c : c + 1])
+                   for c in range(ref.channels))
         if not np.isfinite(lufs):
             return 1.0
         return float(10.0 ** ((float(target) - lufs) / 20.0))
@@ -470,7 +463,7 @@ class Scorer:
                 steps_ready.set_exception(exc)
                 raise
             steps_ready.set_result(ref_steps)
-            cal = self._calibration_gain(ref, ref_summary, ref_steps)
+            cal = self._calibration_gain(ref, ref_summary)
             ref_load_s = time.perf_counter() - t_load
             yield Progress(0.0, f"Embedding reference {os.path.basename(ref_summary.path) or '(memory)'}")
             ref_embs: list[Embedded] = []
