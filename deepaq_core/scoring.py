@@ -523,8 +523,9 @@ class Scorer:
                 for j, (k, (deg, deg_summary, pair, prep_s)) in enumerate(zip(members, prepared)):
                     t_c = time.perf_counter()
                     own = embs[j * n_ch : (j + 1) * n_ch]
-                    again, warps, moved = self._follow_samples(ref, ref_embs, own, pair, cal, cancel, alone)
-                    result = self._compose(ref_embs, again, ref_summary, deg_summary, pair, warps, moved)
+                    levels = self._reference_levels(ref_embs, own)
+                    again, warps, moved = self._follow_samples(ref, ref_embs, own, pair, cal, levels, cancel, alone)
+                    result = self._compose(ref_embs, again, ref_summary, deg_summary, pair, warps, moved, levels)
                     # load_align_s: the reading and preparation itself, which may have run in a
                     # helper thread while something else was embedded; embed_s: this input's share
                     # of its group's embedding.
@@ -554,8 +555,16 @@ class Scorer:
         yield Progress(1.0, "Done")
         return results
 
+    def _reference_levels(self, ref_embs: list[Embedded], deg_embs: list[Embedded]) -> list[float]:
+        """The reference's loudness in each channel over the frames compared (models whose distance
+        uses it; else empty): the time-following path's channel weights and the distance's normaliser.
+        A re-cut degraded signal keeps its overlap, so the levels hold for it too."""
+        if not DistanceSpec.from_card(self.loaded.bundle.card).pooled_frames:
+            return []
+        return [reference_level(r.frames, d.scored) for r, d in zip(ref_embs, deg_embs)]
+
     def _follow_samples(self, ref: AudioBuffer, ref_embs: list[Embedded], deg_embs: list[Embedded], pair, cal: float,
-                        cancel, alone: bool = False) -> tuple[list[Embedded], list | None, list]:
+                        levels: list[float], cancel, alone: bool = False) -> tuple[list[Embedded], list | None, list]:
         """Follow time, then align every stretch of the path to the sample and embed again.
 
         Returns the degraded embeddings, the warping path of each channel (None when the model
@@ -582,8 +591,7 @@ class Scorer:
         # delay), and the channels together are firmer evidence than each alone. Each channel
         # counts by the reference's loudness in it: a channel the reference leaves (nearly) empty
         # says nothing about time, and hiss there would only lead the path astray.
-        weights = [reference_level(r.frames, d.scored) for r, d in zip(ref_embs, deg_embs)]
-        warp = _follow([r.frames for r in ref_embs], [d.frames for d in deg_embs], first, stop, cfg, fr, weights)
+        warp = _follow([r.frames for r in ref_embs], [d.frames for d in deg_embs], first, stop, cfg, fr, levels)
         warps = [warp] * len(deg_embs)
         waves, chans = [], []
         # A path that drops and inserts time back and forth over more than ``max_wander`` of the
@@ -618,10 +626,11 @@ class Scorer:
         return out, warps, moved
 
     def _compose(self, ref_embs: list[Embedded], deg_embs: list[Embedded], ref_summary: FileSummary,
-                 deg_summary: FileSummary, pair, warps: list | None, recuts: Sequence) -> QualityResult:
+                 deg_summary: FileSummary, pair, warps: list | None, recuts: Sequence,
+                 levels: list[float]) -> QualityResult:
         """One pair's result from its embeddings. ``warps`` and ``recuts`` come from
         :meth:`_follow_samples`: a channel with a path and no re-cut is compared along its path,
-        a re-cut one frame by frame."""
+        a re-cut one frame by frame. ``levels``: :meth:`_reference_levels`."""
         s = self.settings
         bundle = self.loaded.bundle
         mapping = bundle.card["score_mapping"]
@@ -644,7 +653,6 @@ class Scorer:
         # reference channel divide by almost nothing (faint hiss in an empty channel scored 0); a
         # plain mean over channels would count the damage of a file with one silent channel
         # double; with these weights such a file is normalised as its one channel alone.
-        levels = [reference_level(r.frames, d.scored) for r, d in zip(ref_embs, deg_embs)] if spec.pooled_frames else []
         norm = (levels[0] if len(levels) == 1 else sum(x * x for x in levels) / sum(levels)) if levels else 1.0
         for ch, (r, d) in enumerate(zip(ref_embs, deg_embs)):
             if not spec.pooled_frames:
