@@ -37,7 +37,7 @@ STEPS: list[tuple[str, list[tuple[str, str]]]] = [
     ("alignment", [("audio/align.py", "estimate_alignment")]),
     ("loudness (K-weighting, gain)", [("scoring.py", "_reference_steps"), ("scoring.py", "_calibration_gain"),
                                       ("audio/loudness.py", "robust_matching_gain_db")]),
-    ("front end (model forward)", [("model/device.py", "run")]),
+    ("front end (model forward)", [("model/device.py", "run"), ("model/cpu_model.py", "run")]),
     ("DTW (follow time)", [("scoring.py", "_follow")]),
     ("curves (window pooling)", [("distance.py", "window_block_means")]),
     ("time matrix", [("scoring.py", "_disturbance_matrix"), ("embedding.py", "time_matrix")]),

@@ -69,6 +69,7 @@ class PairScore:
 _local = threading.local()
 _process_device: str | None = None  # set by LocalEngine's initializer (one device per process)
 _malloc_checked = False
+_worker_threads = 0  # set by LocalEngine's initializer: CPU threads per worker process (0: the default)
 
 
 def keep_freed_memory() -> bool:
@@ -108,6 +109,10 @@ def worker_scorer(spec: ScorerSpec):
             log.info("allocator: freed memory up to 64 MiB is kept for reuse (MALLOC_TRIM_THRESHOLD_ was set)")
     device = _process_device or spec.device
     scorer = Scorer(spec.model, device, spec.settings, allow_unverified=spec.allow_unverified)
+    if _worker_threads > 0 and "torch" in sys.modules:  # the model needed torch
+        import torch
+
+        torch.set_num_threads(_worker_threads)
     _local.scorer = (spec, scorer)  # one at a time: a new spec replaces the old model
     return scorer
 
@@ -135,7 +140,7 @@ def worker_version() -> str:
 
 
 def _init_local_worker(devices, threads: int) -> None:
-    """ProcessPoolExecutor initializer: take a device, set torch's threads, follow the parent.
+    """ProcessPoolExecutor initializer: take a device, set the model's CPU threads, follow the parent.
 
     The driver handles Ctrl-C and SIGTERM (it stops the pool), so workers ignore them. A worker
     whose driver was killed (SIGKILL) would wait forever for work; a thread waits on the
@@ -158,10 +163,12 @@ def _init_local_worker(devices, threads: int) -> None:
         _process_device = devices.get_nowait()
     except Exception:  # queue.Empty: more processes than devices listed (not expected)
         _process_device = None
+    global _worker_threads
     if threads > 0:
-        import torch
+        from deepaq_core.model.cpu_model import set_cpu_threads
 
-        torch.set_num_threads(threads)
+        _worker_threads = threads
+        set_cpu_threads(threads)  # the built-in model on the CPU (numpy); torch's, once a model loads it
 
 
 # -- devices -----------------------------------------------------------------------------------

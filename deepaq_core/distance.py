@@ -129,7 +129,7 @@ class DistanceSpec:
 def _bands(config) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """``auditory_bands(config)["bins"]`` and ``["centre_hz"]``, built once per front-end config (the
     filterbank takes about a millisecond, and the scorer reads the spec for every pair)."""
-    from deepaq_core.model.auditory import auditory_bands
+    from deepaq_core.model.auditory_tables import auditory_bands
 
     bands = auditory_bands(config)
     return tuple(float(b) for b in bands["bins"]), tuple(float(f) for f in bands["centre_hz"])
@@ -224,44 +224,49 @@ def disturbance_matrix(ref: np.ndarray, deg: np.ndarray, spec: DistanceSpec, nor
     -------
     ndarray [N, M]
         Row ``i``, column ``j``: ``frame_disturbance(ref[i], deg[j], spec, norm)``, to float32
-        rounding. In torch float32 with in-place steps (the numpy float64 broadcast over
-        [N, M, K] made about five times the memory traffic: 117 ms against 25 ms for a
-        250 x 250 matrix on two cores); the values feed the app's heatmap, not the score.
+        rounding. In float32 blocks with in-place steps (the float64 broadcast over [N, M, K]
+        made about five times the memory traffic: 117 ms for a 250 x 250 matrix); numpy, not
+        torch, so that scoring the built-in model never loads torch (torch's version of this
+        took 28-35 ms against 40-43 ms, on two threads). The values feed the app's heatmap,
+        not the score.
     """
-    import torch
-
-    r = torch.as_tensor(np.ascontiguousarray(ref, dtype=np.float32))
-    d = torch.as_tensor(np.ascontiguousarray(deg, dtype=np.float32))
+    r = np.ascontiguousarray(ref, dtype=np.float32)
+    d = np.ascontiguousarray(deg, dtype=np.float32)
     k = r.shape[1]
-    bw = torch.ones(k) if spec.band_weights is None else torch.tensor(spec.band_weights, dtype=torch.float32)
-    w_added, w_missing = bw * spec.weight_added, bw * spec.weight_missing
+    bw = np.ones(k, np.float32) if spec.band_weights is None else np.asarray(spec.band_weights, np.float32)
+    w_added, w_missing = bw * np.float32(spec.weight_added), bw * np.float32(spec.weight_missing)
     audible = r > spec.lost_floor
-    r_inv = torch.where(audible, 1.0 / torch.where(audible, r, torch.ones_like(r)), torch.zeros_like(r))
-    lw = None if spec.lost_weights is None else torch.tensor(spec.lost_weights, dtype=torch.float32)
-    out = torch.empty(r.shape[0], d.shape[0])
-    with torch.no_grad():
-        for i in range(0, r.shape[0], 64):  # [64, M, K] blocks: a few MB at a time
-            rr = r[i : i + 64, None, :]
-            diff = d[None] - rr
-            x = diff.abs() - spec.mask * torch.minimum(rr, d[None])
-            x.clamp_(min=0.0)
-            x *= torch.where(diff > 0, w_added, w_missing)
-            if spec.band_p == 2.0:
-                row = x.square_().mean(-1).sqrt_()
-            else:
-                row = x.pow_(spec.band_p).mean(-1).pow_(1.0 / spec.band_p)
-            row /= norm
-            if spec.lost_weight > 0:
-                lost = 1.0 - d[None] * r_inv[i : i + 64, None, :]
-                if spec.lost_tolerance > 0:
-                    lost.sub_(spec.lost_tolerance).div_(1.0 - spec.lost_tolerance)
-                lost.clamp_(0.0, 1.0)
-                lost *= audible[i : i + 64, None, :]
-                if lw is not None:
-                    lost *= lw
-                row += spec.lost_weight * lost.sum(-1) / k
-            out[i : i + 64] = row
-    return out.numpy()
+    r_inv = np.where(audible, np.float32(1.0) / np.where(audible, r, np.float32(1.0)), np.float32(0.0)).astype(np.float32)
+    lw = None if spec.lost_weights is None else np.asarray(spec.lost_weights, np.float32)
+    out = np.empty((r.shape[0], d.shape[0]), np.float32)
+    blk = 64  # [64, M, K] blocks: a few MB at a time
+    for i in range(0, r.shape[0], blk):
+        rr = r[i : i + blk, None, :]
+        diff = d[None] - rr
+        x = np.abs(diff)
+        x -= np.float32(spec.mask) * np.minimum(rr, d[None])
+        np.maximum(x, np.float32(0.0), out=x)
+        x *= np.where(diff > 0, w_added, w_missing)
+        if spec.band_p == 2.0:
+            np.square(x, out=x)
+            row = np.sqrt(x.mean(-1))
+        else:
+            np.power(x, np.float32(spec.band_p), out=x)
+            row = x.mean(-1) ** np.float32(1.0 / spec.band_p)
+        row /= np.float32(norm)
+        if spec.lost_weight > 0:
+            lost = d[None] * r_inv[i : i + blk, None, :]
+            np.subtract(np.float32(1.0), lost, out=lost)
+            if spec.lost_tolerance > 0:
+                lost -= np.float32(spec.lost_tolerance)
+                lost /= np.float32(1.0 - spec.lost_tolerance)
+            np.clip(lost, np.float32(0.0), np.float32(1.0), out=lost)
+            lost *= audible[i : i + blk, None, :]
+            if lw is not None:
+                lost *= lw
+            row += np.float32(spec.lost_weight) * lost.sum(-1) / np.float32(k)
+        out[i : i + blk] = row
+    return out
 
 
 def lost_structure(ref: np.ndarray, deg: np.ndarray, spec: DistanceSpec) -> np.ndarray:

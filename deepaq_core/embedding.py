@@ -158,12 +158,12 @@ class _Signal:
                 out[lo - s : hi - s] = self.wave[lo:hi]
 
     def add(self, c: int, emb, hidden) -> None:
-        """Keep chunk ``c``'s central frames: ``emb`` [T, D] and ``hidden`` [L, T, H] tensors."""
+        """Keep chunk ``c``'s central frames: ``emb`` [T, D] and ``hidden`` [L, T, H] (arrays or CPU tensors)."""
         ctx, core, total, bf = self.ctx, self.core, self.total, self.bf
         g0 = c * core
         m = min(core, total - g0)
-        self.frames[g0 : g0 + m] = emb[ctx : ctx + m].numpy()
-        h = hidden[:, ctx : ctx + m].numpy().astype(np.float64)  # [L, m, H]
+        self.frames[g0 : g0 + m] = np.asarray(emb[ctx : ctx + m])
+        h = np.asarray(hidden[:, ctx : ctx + m]).astype(np.float64)  # [L, m, H]
         if self.layer_sum is None:
             self.layer_sum = np.zeros((h.shape[0], self.n_bins, h.shape[2]), dtype=np.float64)
         v = self.valid[g0 : g0 + m]
@@ -226,8 +226,6 @@ def iter_embed_many(
     for a chunk does not depend on the other chunks of its batch (always with batch size 1).
     ``alone``: nothing else works beside this call (see :meth:`LoadedModel.run`).
     """
-    import torch
-
     valid_samples = valid_samples or [None] * len(waves)
     sigs = [_Signal(loaded.model, w, chunk_s, context_s, heatmap_columns, v) for w, v in zip(waves, valid_samples)]
     work = [(i, c) for i, sig in enumerate(sigs) for c in range(sig.n_chunks)]
@@ -239,7 +237,7 @@ def iter_embed_many(
         segs = np.zeros((len(items), seg_len), dtype=np.float32)
         for row, (i, c) in enumerate(items):
             sigs[i].segment(c, segs[row])
-        emb, hidden = loaded.run(torch.from_numpy(segs), alone=alone)
+        emb, hidden = loaded.run(segs, alone=alone)
         for row, (i, c) in enumerate(items):
             sigs[i].add(c, emb[row], hidden[:, row])
 

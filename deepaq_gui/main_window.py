@@ -43,7 +43,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def __init__(self, *, device: str = "auto", audio_backend: str = "auto", model: str | None = None,
                  allow_unverified: bool = False) -> None:
         super().__init__()
-        preload_modules()
+        preload_modules(model, device)
         # The UI thread needs the GIL for every Python slot (even a 10 ms timer's). While a worker
         # runs Python code, a thread asking for the GIL waits up to the switch interval (5 ms by
         # default) for it, on every event; 1 ms keeps the window's slots prompt

@@ -289,7 +289,7 @@ def _stored_layout(bundle: Bundle, wpath: Path) -> dict[str, tuple[int, ...]]:
     from safetensors import safe_open
 
     try:
-        with safe_open(str(wpath), framework="pt") as f:
+        with safe_open(str(wpath), framework="np") as f:  # the header only: no torch needed
             return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
     except Exception as exc:  # safetensors raises several types for corrupt files
         raise ModelError(f"The weights of model bundle '{bundle.name}' cannot be read "
@@ -299,12 +299,13 @@ def _stored_layout(bundle: Bundle, wpath: Path) -> dict[str, tuple[int, ...]]:
 def _check_layout(bundle: Bundle, wpath: Path, expected: dict[str, Any]) -> None:
     """Refuse weights that cannot hold, or do not match, the tensors the card describes.
 
-    ``expected``: the state-dict entries :func:`save_bundle` would write (meta tensors are fine).
-    Size first (float16 storage, a little slack), from the file size alone; then the names and
-    shapes from the file's header.
+    ``expected``: the state-dict entries :func:`save_bundle` would write, each as (shape,
+    floating point?, bytes per value) (see :func:`_layout`). Size first (float16 storage, a little
+    slack), from the file size alone; then the names and shapes from the file's header.
     """
-    numel = sum(t.numel() for t in expected.values())
-    need = sum(t.numel() * (2 if t.is_floating_point() else t.element_size()) for t in expected.values())
+    sizes = {k: int(np.prod(shape, dtype=np.int64)) for k, (shape, _, _) in expected.items()}
+    numel = sum(sizes.values())
+    need = sum(sizes[k] * (2 if floating else size) for k, (_, floating, size) in expected.items())
     have = wpath.stat().st_size
     if need > have + SIZE_SLACK_BYTES:
         raise ModelError(f"The weights of model bundle '{bundle.name}' do not fit its card (the card describes "
@@ -317,10 +318,15 @@ def _check_layout(bundle: Bundle, wpath: Path, expected: dict[str, Any]) -> None
             f"The weights of model bundle '{bundle.name}' do not fit its card "
             f"(missing: {missing[:3]}, unexpected: {unexpected[:3]})."
         )
-    for key, t in expected.items():
-        if tuple(t.shape) != stored[key]:
+    for key, (shape, _, _) in expected.items():
+        if tuple(shape) != stored[key]:
             raise ModelError(f"The weights of model bundle '{bundle.name}' do not fit its card ('{key}' has the "
-                             f"shape {list(stored[key])}, the card needs {list(t.shape)}).")
+                             f"shape {list(stored[key])}, the card needs {list(shape)}).")
+
+
+def _layout(tensors: dict[str, Any]) -> dict[str, tuple[tuple[int, ...], bool, int]]:
+    """(shape, floating point?, bytes per value) of each tensor, as :func:`_check_layout` takes them."""
+    return {k: (tuple(t.shape), bool(t.is_floating_point()), int(t.element_size())) for k, t in tensors.items()}
 
 
 def build_model(bundle: Bundle, *, mert_source: str | None = None, allow_unverified: bool = False):
@@ -352,7 +358,8 @@ def build_model(bundle: Bundle, *, mert_source: str | None = None, allow_unverif
     backbone = _make_backbone(card, mert_source, meta=meta and wpath is not None)
     if wpath is not None:
         shape_model = EmbeddingModel(backbone, _make_head(card, backbone, meta=True))
-        _check_layout(bundle, wpath, {k: v for k, v in shape_model.state_dict().items() if _saved(k, bb_type)})
+        _check_layout(bundle, wpath, _layout({k: v for k, v in shape_model.state_dict().items()
+                                                    if _saved(k, bb_type)}))
         if meta:
             backbone = _make_backbone(card, mert_source)
     model = EmbeddingModel(backbone, _make_head(card, backbone))

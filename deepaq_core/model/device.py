@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from deepaq_core.errors import ModelError
@@ -71,7 +72,7 @@ class LoadedModel:
 
         Parameters
         ----------
-        segments : Tensor [S, N] float32 at the model's sample rate (on the CPU).
+        segments : Tensor or ndarray [S, N] float32 at the model's sample rate (on the CPU).
         alone : bool
             The caller knows that nothing else works beside this call (no helper thread is
             reading or aligning): a backbone's choice of fewer CPU threads (made for busy
@@ -82,6 +83,8 @@ class LoadedModel:
         embeddings : Tensor [S, T, D] float32 on the CPU
         hidden : Tensor [L, S, T, H] float32 on the CPU
         """
+        if isinstance(segments, np.ndarray):
+            segments = torch.from_numpy(segments)
         threads = None if alone else getattr(getattr(self.model, "backbone", None), "cpu_threads", None)
         before = torch.get_num_threads()
         if self.device.type != "cpu" or not threads or threads == before:

@@ -242,14 +242,21 @@ def load_model(name_or_path: str | os.PathLike | None = None, device: str = "aut
 
     Returns
     -------
-    LoadedModel
-        The embedding model on its device with its bundle (card, provenance).
+    LoadedModel or CpuLoadedModel
+        The embedding model on its device with its bundle (card, provenance). The built-in
+        auditory model on the CPU (``device`` "cpu", or "auto" where torch can reach no GPU) is a
+        :class:`~deepaq_core.model.cpu_model.CpuLoadedModel`: the same front end in numpy, and
+        torch is not imported.
     """
-    from deepaq_core.model.device import LoadedModel, resolve_device
-
     bundle = resolve(name_or_path)
     check_verified(bundle, allow_unverified)
+    if _on_cpu_path(bundle, device):
+        return _load_cpu(bundle, allow_unverified=allow_unverified, precision=precision)
+    from deepaq_core.model.device import LoadedModel, resolve_device
+
     dev = resolve_device(device)
+    if dev.type == "cpu" and _on_cpu_path(bundle, "cpu"):  # "auto" with a GPU build of torch but no GPU
+        return _load_cpu(bundle, allow_unverified=allow_unverified, precision=precision)
     if precision == "fp16" and dev.type != "cuda":
         raise ModelError(f"fp16 needs a CUDA GPU; on {dev.type} use bf16 or fp32.")
     base = (str(bundle.folder or bundle.name), str(dev), str(bundle.card.get("weights_sha256")))
@@ -268,4 +275,47 @@ def load_model(name_or_path: str | os.PathLike | None = None, device: str = "aut
     with _CACHE_LOCK:
         _CACHE[key] = loaded
     log.info("loaded model %s on %s", bundle.info().label, dev)
+    return loaded
+
+
+def needs_torch(name_or_path: str | os.PathLike | None = None, device: str = "auto") -> bool:
+    """Whether loading this model on this device imports torch (False: the numpy implementation of
+    the built-in model on the CPU, :mod:`deepaq_core.model.cpu_model`). True when the name does
+    not resolve (the load will say why)."""
+    try:
+        return not _on_cpu_path(resolve(name_or_path), device)
+    except ModelError:
+        return True
+
+
+def _on_cpu_path(bundle, device) -> bool:
+    """Whether this load is the built-in auditory model on the CPU, known without importing torch:
+    ``device`` is ``cpu``, or ``auto`` where no installed torch could reach a GPU."""
+    from deepaq_core.model.cpu_model import accelerator_possible, runs_on_cpu_path
+
+    if not isinstance(device, str):
+        device = str(device)
+    spec = (device or "auto").lower()
+    try:
+        cpu = spec == "cpu" or (spec == "auto" and not accelerator_possible())
+        return cpu and runs_on_cpu_path(bundle.card)
+    except (KeyError, TypeError, AttributeError):  # an unchecked card that is not well formed:
+        return False  # build_model's checks will name the problem
+
+
+def _load_cpu(bundle, *, allow_unverified: bool, precision: str):
+    """The numpy implementation of the built-in model (:mod:`deepaq_core.model.cpu_model`), cached per process."""
+    from deepaq_core.model.cpu_model import CpuLoadedModel, build_cpu_model
+
+    if precision == "fp16":
+        raise ModelError("fp16 needs a CUDA GPU; on cpu use bf16 or fp32.")
+    key = (str(bundle.folder or bundle.name), "cpu", str(bundle.card.get("weights_sha256")), "numpy", precision)
+    with _CACHE_LOCK:
+        if key in _CACHE:
+            return _CACHE[key]
+    loaded = CpuLoadedModel(model=build_cpu_model(bundle, allow_unverified=allow_unverified), bundle=bundle,
+                            precision=precision)
+    with _CACHE_LOCK:
+        _CACHE[key] = loaded
+    log.info("loaded model %s on cpu (numpy)", bundle.info().label)
     return loaded

@@ -74,7 +74,7 @@ def ladder_job(path: str, model: str | None, device: str = "auto", allow_unverif
         points = tuple(read_rate_ladder(path, families))
         yield LadderSnapshot(points, tuple([math.nan] * len(points)), {}, 0)
         yield Progress(0.0, "Loading the model")
-        reserve_ui_core()
+        reserve_ui_core(model, device)
         scorer = Scorer(model, device, allow_unverified=allow_unverified)
         scores = np.full(len(points), np.nan)
         gen = iter_score_ladder(points, scorer, cancel=cancel)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pyloudnorm
 import pytest
@@ -198,9 +200,12 @@ def test_an_unreadable_later_file_fails_cleanly(files, tmp_path):
 def test_a_light_front_end_runs_on_one_cpu_thread_and_restores_the_setting():
     import torch
 
-    from deepaq_core.model.registry import load_model
+    from deepaq_core.model.bundle import build_model
+    from deepaq_core.model.device import LoadedModel
+    from deepaq_core.model.registry import resolve
 
-    loaded = load_model(None, "cpu")
+    bundle = resolve(None)  # the built-in model in torch (what a GPU runs; the CPU runs it in numpy)
+    loaded = LoadedModel(model=build_model(bundle), bundle=bundle, device=torch.device("cpu"))
     assert loaded.model.backbone.cpu_threads == 1
     seen = []
     hook = loaded.model.backbone.register_forward_pre_hook(lambda m, a: seen.append(torch.get_num_threads()))
@@ -212,6 +217,28 @@ def test_a_light_front_end_runs_on_one_cpu_thread_and_restores_the_setting():
     finally:
         hook.remove()
         torch.set_num_threads(before)
+
+
+def test_the_numpy_front_end_takes_one_thread_unless_alone(monkeypatch):
+    from deepaq_core.model import cpu_model
+    from deepaq_core.model.registry import load_model
+
+    loaded = load_model(None, "cpu")
+    assert isinstance(loaded, cpu_model.CpuLoadedModel)
+    seen = []
+    real = cpu_model.AuditoryFrontEnd.__call__
+    monkeypatch.setattr(cpu_model.AuditoryFrontEnd, "__call__",
+                        lambda self, wave, threads=1: seen.append(threads) or real(self, wave, threads))
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    cpu_model.set_cpu_threads(None)
+    try:
+        loaded.run(np.zeros((1, 48000), np.float32))
+        loaded.run(np.zeros((1, 48000), np.float32), alone=True)
+        cpu_model.set_cpu_threads(3)
+        loaded.run(np.zeros((1, 48000), np.float32), alone=True)
+    finally:
+        cpu_model.set_cpu_threads(None)
+    assert seen == [1, 4, 3]
 
 
 def test_inputs_embedded_together_score_as_alone(files):
