@@ -189,6 +189,7 @@ def iter_embed(
     heatmap_columns: int = 512,
     valid_samples: tuple[int, int] | None = None,
     cancel: Callable[[], bool] | None = None,
+    alone: bool | Callable[[], bool] = False,
 ) -> Generator[float, None, Embedded]:
     """Embed a mono signal chunk by chunk; yields the fraction done, returns :class:`Embedded`.
 
@@ -201,9 +202,12 @@ def iter_embed(
         invalid and do not enter the layer bins. Default: the whole signal.
     cancel : callable or Event, optional
         Checked between chunks; raises :class:`~deepaq_core.errors.Cancelled`.
+    alone : bool or callable
+        As in :func:`iter_embed_many`.
     """
     embs = yield from iter_embed_many(loaded, [wave], chunk_s=chunk_s, context_s=context_s,
-                                      heatmap_columns=heatmap_columns, valid_samples=[valid_samples], cancel=cancel)
+                                      heatmap_columns=heatmap_columns, valid_samples=[valid_samples], cancel=cancel,
+                                      alone=alone)
     return embs[0]
 
 
@@ -216,7 +220,7 @@ def iter_embed_many(
     heatmap_columns: int = 512,
     valid_samples: list[tuple[int, int] | None] | None = None,
     cancel: Callable[[], bool] | None = None,
-    alone: bool = False,
+    alone: bool | Callable[[], bool] = False,
 ) -> Generator[float, None, list[Embedded]]:
     """Embed several mono signals, their chunks batched together; yields the fraction done.
 
@@ -224,7 +228,8 @@ def iter_embed_many(
     length together), so a GPU sees full batches even when each signal is a single chunk. Each
     signal's result is exactly what :func:`iter_embed` gives it alone whenever the model's output
     for a chunk does not depend on the other chunks of its batch (always with batch size 1).
-    ``alone``: nothing else works beside this call (see :meth:`LoadedModel.run`).
+    ``alone``: nothing else works beside this call (see :meth:`LoadedModel.run`); a callable is
+    asked before each batch (models whose values do not depend on their thread count only).
     """
     valid_samples = valid_samples or [None] * len(waves)
     sigs = [_Signal(loaded.model, w, chunk_s, context_s, heatmap_columns, v) for w, v in zip(waves, valid_samples)]
@@ -237,7 +242,7 @@ def iter_embed_many(
         segs = np.zeros((len(items), seg_len), dtype=np.float32)
         for row, (i, c) in enumerate(items):
             sigs[i].segment(c, segs[row])
-        emb, hidden = loaded.run(segs, alone=alone)
+        emb, hidden = loaded.run(segs, alone=alone() if callable(alone) else alone)
         for row, (i, c) in enumerate(items):
             sigs[i].add(c, emb[row], hidden[:, row])
 

@@ -348,7 +348,8 @@ class Scorer:
         return float(10.0 ** ((float(target) - lufs) / 20.0))
 
     # -- embedding with a cache -------------------------------------------------------------
-    def _iter_reference(self, ref: AudioBuffer, summary: FileSummary, channel: int, cal: float, cancel):
+    def _iter_reference(self, ref: AudioBuffer, summary: FileSummary, channel: int, cal: float, cancel,
+                        alone=False):
         s = self.settings
         key = (summary.sha256, channel, ref.samples.shape[1], cal, s.chunk_s, s.context_s, s.heatmap_columns)
         if key in self._cache:
@@ -357,7 +358,7 @@ class Scorer:
         wave = ref.samples[channel] if cal == 1.0 else Spliced(ref.samples[channel], ref.samples[channel][:0],
                                                                outer_gain=cal)
         emb = yield from iter_embed(self.loaded, wave, chunk_s=s.chunk_s, context_s=s.context_s,
-                                    heatmap_columns=s.heatmap_columns, cancel=cancel)
+                                    heatmap_columns=s.heatmap_columns, cancel=cancel, alone=alone)
         self._cache[key] = emb
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
@@ -444,6 +445,15 @@ class Scorer:
         # once, and only the matching waits for the measurement below.
         steps_ready: Future = Future()
 
+        def helper_idle() -> bool:
+            """Nothing is being read or prepared beside this thread now."""
+            return bool(self.workers) and all(f.done() for f in ahead.values())
+
+        # A model whose values do not depend on its thread count (the built-in model in numpy)
+        # takes every core whenever the helper is idle, asked chunk by chunk; any other model
+        # decides once per call (its values would otherwise depend on timing).
+        per_chunk = bool(getattr(self.loaded, "thread_invariant", False))
+
         def submit_upto(stop: int) -> None:
             nonlocal submitted
             if not self.workers:
@@ -469,7 +479,7 @@ class Scorer:
             ref_embs: list[Embedded] = []
             t0 = time.perf_counter()
             for ch in range(n_ch):
-                gen = self._iter_reference(ref, ref_summary, ch, cal, cancel)
+                gen = self._iter_reference(ref, ref_summary, ch, cal, cancel, helper_idle if per_chunk else False)
                 try:
                     while True:
                         yield Progress(frac(next(gen)), "Embedding reference")
@@ -508,7 +518,7 @@ class Scorer:
                 # The last group has the cores to itself (the helper has nothing left to prepare):
                 # the front end may then use all of them (see LoadedModel.run). The app's scorer
                 # (workers=0) keeps its one thread beside the interface.
-                alone = bool(self.workers) and not ahead
+                alone = helper_idle if per_chunk else bool(self.workers) and not ahead
                 gen = iter_embed_many(self.loaded, waves, chunk_s=s.chunk_s, context_s=s.context_s,
                                       heatmap_columns=s.heatmap_columns, valid_samples=valid, cancel=cancel,
                                       alone=alone)

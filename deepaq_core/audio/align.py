@@ -116,6 +116,42 @@ class LagEstimate:
     method: str = ""
 
 
+class ChannelMean:
+    """The mean over the channels of ``samples`` [C, N], computed stretch by stretch as it is read.
+
+    Behaves as the 1-D float32 array ``samples.mean(axis=0, dtype=np.float32)`` for what
+    :func:`find_lag` does with its signals (``shape``, ``ndim``, slices with step 1, ``np.asarray``),
+    with the same values (each output sample is the same sum of its channels, whatever the slice).
+    The alignment reads at most a few minutes of a long file; the whole mean of a 10-minute stereo
+    file cost 0.3 s and 115 MB of fresh memory per file.
+    """
+
+    ndim = 1
+    dtype = np.dtype(np.float32)
+
+    def __init__(self, samples: np.ndarray, start: int = 0, stop: int | None = None) -> None:
+        self.samples = samples
+        self.start = start
+        self.stop = samples.shape[1] if stop is None else stop
+
+    @property
+    def shape(self) -> tuple[int]:
+        return (self.stop - self.start,)
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def __getitem__(self, key):
+        if not isinstance(key, slice) or key.step not in (None, 1):
+            raise TypeError("ChannelMean takes slices with step 1")
+        a, b, _ = key.indices(self.stop - self.start)
+        return ChannelMean(self.samples, self.start + a, self.start + max(a, b))
+
+    def __array__(self, dtype=None, copy=None):
+        out = self.samples[:, self.start : self.stop].mean(axis=0, dtype=np.float32)
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+
 def search_range(num_reference: int, num_degraded: int, sample_rate: int, max_lag_s: float | None = None) -> int:
     """The lag range of a search, samples either way, before bounding by the overlap.
 
@@ -313,8 +349,8 @@ def find_lag(
     ValueError
         If a signal is not 1-D or is empty, or ``max_lag_s`` is negative or not finite.
     """
-    ref = np.asarray(reference)
-    deg = np.asarray(degraded)
+    ref = reference if isinstance(reference, ChannelMean) else np.asarray(reference)
+    deg = degraded if isinstance(degraded, ChannelMean) else np.asarray(degraded)
     if ref.ndim != 1 or deg.ndim != 1:
         raise ValueError(f"estimate_lag needs 1-D signals, got {ref.shape} and {deg.shape}")
     if ref.shape[0] == 0 or deg.shape[0] == 0:

@@ -10,7 +10,7 @@ import numpy as np
 
 from deepaq_core.errors import AudioError
 
-from .align import Alignment, estimate_alignment
+from .align import Alignment, ChannelMean, estimate_alignment
 from .buffer import AudioBuffer
 from .loudness import integrated_loudness, robust_matching_gain_db
 from .validate import MIN_DURATION_S, display_name, validate_signal
@@ -57,8 +57,9 @@ def _label(buffer: AudioBuffer, fallback: str) -> str:
     return display_name(buffer.info.path) if buffer.info is not None else fallback
 
 
-def _mono(samples: np.ndarray) -> np.ndarray:
-    return samples[0] if samples.shape[0] == 1 else samples.mean(axis=0, dtype=np.float32)
+def _mono(samples: np.ndarray):
+    """The channel mean the alignment compares (float32), computed only where it reads it."""
+    return samples[0] if samples.shape[0] == 1 else ChannelMean(samples)
 
 
 def apply_alignment(samples: np.ndarray, lag: int, start: int, stop: int, *, inverted: bool = False,

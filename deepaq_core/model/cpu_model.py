@@ -266,6 +266,9 @@ class CpuLoadedModel:
     device: CpuDevice = field(default=CPU_DEVICE)
     batch_size: int = 1
     precision: str = "auto"
+    #: its values do not depend on how many threads compute them, so a scorer may choose the
+    #: thread count chunk by chunk (from whether its helper is busy) without making scores depend on timing
+    thread_invariant = True
 
     @property
     def info(self):

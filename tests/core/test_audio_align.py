@@ -427,3 +427,25 @@ def test_tight_transform_gives_the_same_correlation_at_the_wanted_offsets():
     phat_t, ncc_t = _curves(r, d, offsets, tight=True)
     np.testing.assert_allclose(ncc_t, ncc, rtol=1e-9, atol=1e-12)  # the same sums, a shorter transform
     assert offsets[np.argmax(np.abs(phat_t))] == offsets[np.argmax(np.abs(phat))] == 7
+
+
+def test_channel_mean_reads_as_the_whole_mean_and_aligns_alike():
+    from deepaq_core.audio.align import ChannelMean, find_lag
+
+    rng = np.random.default_rng(3)
+    sr = 8000
+    x = rng.standard_normal((2, 40 * sr)).astype(np.float32)
+    y = np.roll(x, 123, axis=1) * np.float32(0.7) + 0.1 * rng.standard_normal(x.shape).astype(np.float32)
+    whole_x, whole_y = x.mean(axis=0, dtype=np.float32), y.mean(axis=0, dtype=np.float32)
+    lazy = ChannelMean(x)
+    assert lazy.shape == whole_x.shape and lazy.ndim == 1 and len(lazy) == whole_x.size
+    assert np.array_equal(np.asarray(lazy), whole_x)
+    assert np.array_equal(np.asarray(lazy[1000:5000][10:20]), whole_x[1010:1020])
+    assert np.array_equal(np.asarray(lazy[-50:]), whole_x[-50:])
+    assert np.asarray(lazy[5:3]).shape == (0,)
+    assert np.array_equal(np.asarray(lazy[100:200], dtype=np.float64), whole_x[100:200].astype(np.float64))
+    with pytest.raises(TypeError):
+        lazy[::2]
+    a = find_lag(whole_x, whole_y, sr)
+    b = find_lag(ChannelMean(x), ChannelMean(y), sr)
+    assert a == b and round(a.lag) == 123

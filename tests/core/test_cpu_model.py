@@ -223,3 +223,18 @@ def test_blas_threads_are_restored_after_concurrent_calls(pair):
         list(pool.map(lambda k: fe(x, threads=1 + k % 2), range(12)))
     after = [i["num_threads"] for i in ThreadpoolController().info() if i["user_api"] == "blas"]
     assert after == before
+
+
+def test_scores_do_not_depend_on_the_scorers_threads():
+    """The numpy front end's thread count is chosen chunk by chunk from whether the scorer's helper
+    is busy; its values do not depend on it, so the app's one-thread scorer and the command's
+    scorer give the same numbers to the last bit."""
+    from deepaq_core.scoring import Scorer
+
+    ref = str(demo_dir() / "demo_reference.flac")
+    degs = [str(demo_dir() / "demo_mp3_64k.flac"), ref]
+    one = Scorer("compact", "cpu", workers=0).score_many(ref, degs)
+    two = Scorer("compact", "cpu", workers=2).score_many(ref, degs)
+    for a, b in zip(one, two):
+        assert a.score == b.score and a.channel_scores == b.channel_scores
+        assert np.array_equal(a.frame_distance, b.frame_distance, equal_nan=True)
