@@ -230,7 +230,8 @@ class Scorer:
         self.workers = min(2, os.cpu_count() or 1) if workers is None else max(0, int(workers))
         self._pool: ThreadPoolExecutor | None = None
         self._ahead: dict[tuple, Future] = {}  # reads started early, by (path, channel mode, rate)
-        self._steps_ahead: dict[tuple, Future] = {}  # the prefetched reference's K-weighted step energies
+        # the prefetched reference's K-weighted step energies: (first channel, the others)
+        self._steps_ahead: dict[tuple, tuple[Future, Future]] = {}
         self._group = 0  # degraded inputs embedded together; 0: batch_size on a GPU, 1 on the CPU
         if prefetch and self.workers:
             self._prefetch(model, prefetch)
@@ -267,12 +268,15 @@ class Scorer:
         _import_signal_modules()
         # The reference's loudness is the first thing scoring needs (the calibration gain and
         # the loudness matching wait for it): measured in a helper thread as soon as the file is
-        # read, while this thread loads torch and the model. Submitted after the reads, so the
-        # pool starts it once a read is done (it waits only for the reference's own read).
+        # read, while this thread loads the model. Submitted after the reads, so the pool starts
+        # it once a read is done (it waits only for the reference's own read). In two parts, the
+        # first channel and the others: a part no helper has started when scoring needs it is
+        # measured by the scoring thread itself (see _reference_steps), beside the other part.
         key = self._ahead_key(sources[0], rate) if sources else None
-        if key is not None:
+        if key is not None and key not in self._steps_ahead:
             read = self._ahead[key]
-            self._steps_ahead.setdefault(key, self._submit(lambda: k_step_energies(read.result().samples, rate)))
+            self._steps_ahead[key] = (self._submit(lambda: k_step_energies(read.result().samples[:1], rate)),
+                                      self._submit(lambda: k_step_energies(read.result().samples[1:], rate)))
 
     def _ahead_key(self, source: AudioInput, rate: int, channels: str | None = None) -> tuple | None:
         """Key of a read (and of a reference's loudness) started ahead: ``(path, channel mode,
@@ -282,8 +286,9 @@ class Scorer:
         return os.fspath(source), "mono" if (channels or self.settings.channels) == "mono" else "all", rate
 
     def _drop_ahead(self) -> None:
-        for fut in self._steps_ahead.values():
-            fut.cancel()
+        for futs in self._steps_ahead.values():
+            for fut in futs:
+                fut.cancel()
         self._steps_ahead.clear()
         for fut in self._ahead.values():
             fut.cancel()
@@ -315,15 +320,27 @@ class Scorer:
             return buf
         return load_audio(source, target_rate=self.sample_rate, channels=mode)
 
-    def _reference_steps(self, ref: AudioBuffer, summary: FileSummary, ahead: Future | None = None) -> np.ndarray:
+    def _reference_steps(self, ref: AudioBuffer, summary: FileSummary,
+                         ahead: tuple[Future, Future] | None = None) -> np.ndarray:
         """K-weighted 100 ms step energies of the reference (cached): its loudness, measured once.
 
         They serve both the calibration gain and the loudness matching. ``ahead``: the same
-        measurement started by :meth:`_prefetch`.
+        measurement started by :meth:`_prefetch`, as (first channel, other channels); a part that
+        has not started yet is taken back and measured here (each channel's steps are the same
+        wherever they are measured).
         """
         key = ("k_steps", summary.sha256, ref.samples.shape)
         if key not in self._cache:
-            self._cache[key] = ahead.result() if ahead is not None else k_step_energies(ref.samples, ref.sample_rate)
+            if ahead is None:
+                steps = k_step_energies(ref.samples, ref.sample_rate)
+            else:
+                parts = [(fut, rows) for fut, rows in zip(ahead, (slice(0, 1), slice(1, None)))]
+                mine = [rows for fut, rows in parts if fut.cancel()]  # not started: this thread's
+                done = {rows.start: fut.result() for fut, rows in parts if rows not in mine}
+                for rows in mine:
+                    done[rows.start] = k_step_energies(ref.samples[rows], ref.sample_rate)
+                steps = np.concatenate([done[0], done[1]])
+            self._cache[key] = steps
         return self._cache[key]
 
     def _calibration_gain(self, ref: AudioBuffer, summary: FileSummary) -> float:
@@ -657,24 +674,26 @@ class Scorer:
         starts, nominal = window_grid(first, stop, win, hop)
 
         spec = DistanceSpec.from_card(bundle.card)
-        curves, frame_d, layer_maps, mats, ch_dist, heard = [], [], [], [], [], []
         # One normaliser for every channel: the reference's mean loudness per channel, each channel
         # weighted by that loudness (sum l^2 / sum l). Each channel's own would make a near-silent
         # reference channel divide by almost nothing (faint hiss in an empty channel scored 0); a
         # plain mean over channels would count the damage of a file with one silent channel
         # double; with these weights such a file is normalised as its one channel alone.
         norm = (levels[0] if len(levels) == 1 else sum(x * x for x in levels) / sum(levels)) if levels else 1.0
-        for ch, (r, d) in enumerate(zip(ref_embs, deg_embs)):
+        def channel(ch: int) -> tuple:
+            """(curve, frame distances, time matrix or None, distance, loudness heard or None,
+            layer map) of one channel."""
+            r, d = ref_embs[ch], deg_embs[ch]
+            mat = heard_ch = None
             if not spec.pooled_frames:
                 wr = pooled_windows(r.frames, starts, win, stop)
                 wd = pooled_windows(d.frames, starts, win, stop)
-                curves.append(np.linalg.norm(wr - wd, axis=-1))
+                curve_ch = np.linalg.norm(wr - wd, axis=-1)
                 fd = frame_distances(r.frames, d.frames)
                 fd[~d.valid] = np.nan
-                frame_d.append(fd)
                 if s.matrix_size > 0:
-                    mats.append(time_matrix(r.frames, d.frames, first, stop, s.matrix_size))
-                ch_dist.append(float(np.mean(curves[-1])))
+                    mat = time_matrix(r.frames, d.frames, first, stop, s.matrix_size)
+                dist_ch = float(np.mean(curve_ch))
             else:
                 deg_frames = d.frames
                 if warps is not None and recuts[ch] is None:
@@ -682,14 +701,26 @@ class Scorer:
                     deg_frames[first:stop] = d.frames[first + warps[ch].path]
                 fd = sequence_disturbance(r.frames, deg_frames, spec, norm).astype(np.float32)
                 fd[~d.scored] = np.nan
-                frame_d.append(fd)
-                curves.append(window_block_means(fd, starts, win, stop, spec))
+                curve_ch = window_block_means(fd, starts, win, stop, spec)
                 if s.matrix_size > 0:
-                    mats.append(_disturbance_matrix(r.frames, deg_frames, first, stop, s.matrix_size, spec, norm))
-                ch_dist.append(float(power_mean(curves[-1], spec.time_p)))
+                    mat = _disturbance_matrix(r.frames, deg_frames, first, stop, s.matrix_size, spec, norm)
+                dist_ch = float(power_mean(curve_ch, spec.time_p))
                 # how loud what is heard in this channel is: the reference's or the degraded's
-                heard.append(max(levels[ch], reference_level(deg_frames, d.scored)))
-            layer_maps.append(layer_cosine_distance(r.layer_bins, d.layer_bins))
+                heard_ch = max(levels[ch], reference_level(deg_frames, d.scored))
+            return curve_ch, fd, mat, dist_ch, heard_ch, layer_cosine_distance(r.layer_bins, d.layer_bins)
+
+        # The channels are independent: with helper threads (not the app's one-thread scorer), the
+        # others' distances are computed in one beside this thread (numpy releases the GIL in
+        # its loops); the same values either way.
+        from deepaq_core.audio.align import _fft_helper
+
+        helper = _fft_helper() if self.workers and len(ref_embs) > 1 else None
+        later = [helper.submit(channel, ch) for ch in range(1, len(ref_embs))] if helper is not None else []
+        parts = [channel(0)] + ([f.result() for f in later] if helper is not None
+                                else [channel(ch) for ch in range(1, len(ref_embs))])
+        curves, frame_d, mats, ch_dist, heard, layer_maps = ([p[i] for p in parts] for i in range(6))
+        mats = [m for m in mats if m is not None]
+        heard = [h for h in heard if h is not None]
         # Channels count by the loudness heard in them: a channel silent in both files does not
         # dilute the others' damage (a signal in one channel of a stereo file scores as the mono
         # file), and one that only the degraded file fills (hiss) counts by how loud that is.

@@ -104,6 +104,8 @@ def k_step_energies(samples: np.ndarray, sample_rate: int) -> np.ndarray:
     x = np.asarray(samples)
     if x.ndim == 1:
         x = x[np.newaxis, :]
+    if x.shape[0] == 0:  # no channels (the rest of a mono file's channels): no steps
+        return np.empty((0, x.shape[1] // int(round(_STEP_S * sample_rate))))
     sos = _k_sos(pyloudnorm.Meter(sample_rate))
     return np.stack([_step_energies(x[ch], sample_rate, sos) for ch in range(x.shape[0])])
 

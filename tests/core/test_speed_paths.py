@@ -169,6 +169,32 @@ def test_reading_ahead_changes_no_result(files):
         assert np.array_equal(a.frame_distance, b.frame_distance, equal_nan=True)
 
 
+@pytest.mark.parametrize("started", [(True, True), (True, False), (False, False)])
+def test_the_scoring_thread_measures_the_reference_parts_no_helper_started(files, started):
+    """The prefetched loudness comes in two parts (the first channel, the others); a part still
+    queued when scoring needs it is taken back and measured by the scoring thread, with the
+    same values."""
+    from concurrent.futures import Future
+
+    from deepaq_core.audio import load_audio
+    from deepaq_core.audio.loudness import k_step_energies
+
+    ref = load_audio(files["ref"], 48000, channels="all")
+    whole = k_step_energies(ref.samples, 48000)
+    futs = []
+    for flag, rows in zip(started, (slice(0, 1), slice(1, None))):
+        fut = Future()
+        if flag:
+            fut.set_running_or_notify_cancel()  # a helper has it: cancel() fails, its result is awaited
+            fut.set_result(k_step_energies(ref.samples[rows], 48000))
+        futs.append(fut)
+    scorer = Scorer(device="cpu", workers=0)
+    summary = type("S", (), {"sha256": f"test-{started}"})()
+    got = scorer._reference_steps(ref, summary, tuple(futs))
+    assert np.array_equal(got, whole)
+    assert [f.cancelled() for f in futs] == [not flag for flag in started]
+
+
 def test_every_degraded_input_is_read_and_prepared_once(files, monkeypatch):
     import deepaq_core.scoring as scoring
 
@@ -178,13 +204,14 @@ def test_every_degraded_input_is_read_and_prepared_once(files, monkeypatch):
     monkeypatch.setattr(scoring, "prepare_pair", lambda *a, **k: pairs.append(1) or real_prepare(*a, **k))
     steps = []
     real_steps = scoring.k_step_energies
-    monkeypatch.setattr(scoring, "k_step_energies", lambda *a, **k: steps.append(1) or real_steps(*a, **k))
+    monkeypatch.setattr(scoring, "k_step_energies",
+                        lambda x, *a, **k: steps.append(np.atleast_2d(x).shape[0]) or real_steps(x, *a, **k))
     scorer = Scorer(device="cpu", prefetch=[files["ref"], files["lp"]])
     results = scorer.score_many(files["ref"], [files["lp"], files["late"], files["lp"]])
     assert len(results) == 3 and results[0].score == results[2].score
     assert sorted(loads) == sorted([files["ref"], files["lp"], files["late"], files["lp"]])
     assert len(pairs) == 3
-    assert len(steps) == 1  # the reference's loudness, measured once (ahead)
+    assert sum(steps) == 2  # each of the reference's two channels measured once (ahead)
 
 
 def test_an_unreadable_later_file_fails_cleanly(files, tmp_path):
@@ -425,3 +452,14 @@ print(len(seen), all(seen))
     assert out.returncode == 0, out.stderr[-2000:]
     count, ok = out.stdout.split()
     assert int(count) >= 4 and ok == "True"
+
+
+def test_reading_a_mono_reference_ahead_changes_no_result(tmp_path):
+    x = music_like(4.0, 48000, seed=3)[:, 0]
+    ref, deg = str(tmp_path / "ref.wav"), str(tmp_path / "deg.wav")
+    sf.write(ref, x, 48000, subtype="FLOAT")
+    sf.write(deg, np.convolve(x, np.ones(6) / 6, mode="same").astype(np.float32), 48000, subtype="FLOAT")
+    plain = Scorer(device="cpu", workers=0).score(ref, deg)
+    ahead = Scorer(device="cpu", prefetch=[ref, deg])
+    fast = ahead.score(ref, deg)
+    assert plain.score == fast.score and plain.gain_db == fast.gain_db
