@@ -8,9 +8,11 @@ at 200x real time; :func:`deepaq_core.model.registry.load_model` therefore gives
 such a model on the CPU this implementation, and the torch one only to GPUs (and to training).
 
 The two agree to float32 rounding, not to the last bit: pocketFFT and MKL round differently
-(specific loudness within about 1e-6 relative, see the tests). Within this implementation a
-frame's values do not depend on how many threads compute it: frames are split between threads,
-and every operation works frame by frame (the band product with one BLAS thread).
+(scores within 0.0003 points on the 219 dev pairs). Within this implementation a frame's values
+do not depend on how many threads compute it: frames are split between threads, every operation
+works frame by frame, and the band product runs on one BLAS thread over at least 15 frames at a
+time (numpy's OpenBLAS gives each row the same values for any such product; shorter products
+take another kernel). The tests check this on the installed BLAS.
 """
 
 from __future__ import annotations
@@ -112,6 +114,9 @@ def runs_on_cpu_path(card: dict) -> bool:
             and not head.get("projection", True))
 
 
+_BLOCK_FRAMES = 128  # frames per block of the front end (see AuditoryFrontEnd._frames)
+
+
 class AuditoryFrontEnd:
     """Numpy implementation of :class:`~deepaq_core.model.auditory.AuditoryBackbone` (same tables and steps).
 
@@ -140,22 +145,37 @@ class AuditoryFrontEnd:
         return self.sample_rate / self.hop_length
 
     def _frames(self, wave: np.ndarray, t0: int, t1: int) -> tuple[np.ndarray, np.ndarray]:
-        """Level and specific loudness of frames ``[t0, t1)`` of ``wave`` [B, N]: two [B, t1 - t0, K]."""
+        """Level and specific loudness of frames ``[t0, t1)`` of ``wave`` [B, N]: two [B, t1 - t0, K].
+
+        In blocks of about :data:`_BLOCK_FRAMES` frames, so that each block's temporaries (its
+        windowed frames, spectrum and power, about 1 MB each) stay in the CPU's cache: a 10 s
+        chunk took 5.1-5.4 ms against 6.1-7.5 ms in one pass. Every block has at least 15 frames,
+        the fewest for which the BLAS's band product gives each frame the values a longer product
+        gives it (shorter products take another kernel), so the values do not depend on the blocks.
+        """
         import scipy.fft
 
         cfg = self.config
         hop = cfg.hop_length
-        span = wave[:, t0 * hop : (t1 - 1) * hop + cfg.n_fft]
-        frames = np.lib.stride_tricks.sliding_window_view(span, cfg.n_fft, axis=-1)[:, ::hop]
-        spec = scipy.fft.rfft(frames * self.window, axis=-1, workers=1)[..., self.bins]
-        power = np.square(spec.real)
-        power += np.square(spec.imag)
-        excitation = (power @ self.weights) @ self.spread
+        n = t1 - t0
+        level = np.empty((wave.shape[0], n, self.hidden_size), np.float32)
+        loud = np.empty_like(level)
         s, e = np.float32(0.5), np.float32(cfg.exponent)  # BS.1387 threshold index s
         thr = self.threshold
-        loud = (thr / s) ** e * ((np.float32(1.0) - s + s * excitation / thr) ** e - np.float32(1.0))
-        np.maximum(loud, np.float32(0.0), out=loud)
-        level = np.log10(excitation + thr) - np.float32(1.0)  # bels, offset so quiet bands sit near 0
+        scale = (thr / s) ** e
+        blocks = max(1, n // _BLOCK_FRAMES)
+        for k in range(blocks):
+            a, b = n * k // blocks, n * (k + 1) // blocks
+            span = wave[:, (t0 + a) * hop : (t0 + b - 1) * hop + cfg.n_fft]
+            frames = np.lib.stride_tricks.sliding_window_view(span, cfg.n_fft, axis=-1)[:, ::hop]
+            spec = scipy.fft.rfft(frames * self.window, axis=-1, workers=1)[..., self.bins]
+            power = np.square(spec.real)
+            power += np.square(spec.imag)
+            excitation = (power @ self.weights) @ self.spread
+            part = scale * ((np.float32(1.0) - s + s * excitation / thr) ** e - np.float32(1.0))
+            np.maximum(part, np.float32(0.0), out=loud[:, a:b])
+            # bels, offset so quiet bands sit near 0
+            np.subtract(np.log10(excitation + thr), np.float32(1.0), out=level[:, a:b])
         return level, loud
 
     def __call__(self, wave: np.ndarray, threads: int = 1) -> list[np.ndarray]:

@@ -73,13 +73,16 @@ def test_values_agree_with_the_torch_front_end(pair):
     np.testing.assert_allclose(loud, t_loud, rtol=1e-4, atol=1e-5 * float(t_loud.max()))
 
 
-def test_values_do_not_depend_on_the_thread_count(pair):
+@pytest.mark.parametrize("seconds", [0.3, 5.0, 10.27])
+def test_values_do_not_depend_on_the_thread_count_or_the_blocks(pair, monkeypatch, seconds):
     fe, _ = pair
-    x = _music(5.0)[None, :]
+    x = _music(seconds)[None, :]
     one = fe(x, threads=1)
     for threads in (2, 3):
         other = fe(x, threads=threads)
         assert all(np.array_equal(a, b) for a, b in zip(one, other))
+    monkeypatch.setattr(cpu_model, "_BLOCK_FRAMES", 10**6)  # the whole chunk in one block
+    assert all(np.array_equal(a, b) for a, b in zip(one, fe(x, threads=1)))
 
 
 def test_too_short_input_is_refused(pair):
