@@ -22,7 +22,8 @@ import logging
 import os
 import time
 from collections import OrderedDict
-from concurrent.futures import Future, ThreadPoolExecutor
+import threading
+from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, Union
@@ -30,7 +31,7 @@ from typing import Any, Union
 import numpy as np
 
 from deepaq_core.audio import AudioBuffer, integrated_loudness, load_audio, prepare_pair
-from deepaq_core.audio.loudness import k_step_energies
+from deepaq_core.audio.loudness import StepMeter, k_step_energies
 from deepaq_core.embedding import (
     Embedded,
     Spliced,
@@ -195,6 +196,57 @@ def _import_signal_modules() -> None:
     import scipy.signal  # noqa: F401
 
 
+_LOUDNESS_THREAD: ThreadPoolExecutor | None = None
+_LOUDNESS_LOCK = threading.Lock()
+
+
+def _loudness_thread() -> ThreadPoolExecutor:
+    """One thread that measures a reference's loudness while the file is still being decoded."""
+    global _LOUDNESS_THREAD
+    with _LOUDNESS_LOCK:
+        if _LOUDNESS_THREAD is None:
+            _LOUDNESS_THREAD = ThreadPoolExecutor(1, thread_name_prefix="deepaq-loud")
+        return _LOUDNESS_THREAD
+
+
+def _read_measuring(source, rate: int, mode: str, steps: Future, imported: threading.Event) -> AudioBuffer:
+    """:func:`load_audio`, with the K-weighted step energies of what it decodes measured on the way.
+
+    Each decoded stretch goes to :func:`_loudness_thread` (a :class:`StepMeter`: the same values
+    as measuring the whole signal afterwards), which waits for ``imported`` first (the scipy
+    modules it needs are imported by the scoring thread, see :func:`_import_signal_modules`).
+    ``steps`` gets the energies, or the read's error.
+    """
+    loud = _loudness_thread()
+    meter: list[StepMeter] = []
+
+    def push(view: np.ndarray) -> None:
+        if not meter:
+            meter.append(StepMeter(rate))
+        meter[0].push(view)
+
+    def finish(fut: Future) -> None:
+        try:
+            if fut.exception() is not None:
+                steps.set_exception(fut.exception())
+            else:
+                steps.set_result(fut.result())
+        except InvalidStateError:  # cancelled meanwhile: nobody wants them
+            pass
+
+    loud.submit(imported.wait, 60.0)
+    try:
+        buf = load_audio(source, rate, mode, tap=lambda view: loud.submit(push, view))
+    except BaseException as exc:
+        try:
+            steps.set_exception(exc)
+        except InvalidStateError:
+            pass
+        raise
+    loud.submit(lambda: meter[0].result() if meter else k_step_energies(buf.samples, rate)).add_done_callback(finish)
+    return buf
+
+
 class Scorer:
     """Scores degraded files against references with one model; caches reference embeddings.
 
@@ -230,8 +282,7 @@ class Scorer:
         self.workers = min(2, os.cpu_count() or 1) if workers is None else max(0, int(workers))
         self._pool: ThreadPoolExecutor | None = None
         self._ahead: dict[tuple, Future] = {}  # reads started early, by (path, channel mode, rate)
-        # the prefetched reference's K-weighted step energies: (first channel, the others)
-        self._steps_ahead: dict[tuple, tuple[Future, Future]] = {}
+        self._steps_ahead: dict[tuple, Future] = {}  # the prefetched reference's K-weighted step energies
         self._group = 0  # degraded inputs embedded together; 0: batch_size on a GPU, 1 on the CPU
         if prefetch and self.workers:
             self._prefetch(model, prefetch)
@@ -259,24 +310,26 @@ class Scorer:
             return
         finally:
             registry_log.disabled = quiet
-        for src in sources:
-            key = self._ahead_key(src, rate)
-            if key is not None:
-                self._ahead.setdefault(key, self._submit(load_audio, src, rate, key[1]))
-        # While the files are read (reading imports no scipy): then the helper's loudness
-        # measurement below imports nothing beside this thread (see _import_signal_modules).
-        _import_signal_modules()
         # The reference's loudness is the first thing scoring needs (the calibration gain and
-        # the loudness matching wait for it): measured in a helper thread as soon as the file is
-        # read, while this thread loads the model. Submitted after the reads, so the pool starts
-        # it once a read is done (it waits only for the reference's own read). In two parts, the
-        # first channel and the others: a part no helper has started when scoring needs it is
-        # measured by the scoring thread itself (see _reference_steps), beside the other part.
-        key = self._ahead_key(sources[0], rate) if sources else None
-        if key is not None and key not in self._steps_ahead:
-            read = self._ahead[key]
-            self._steps_ahead[key] = (self._submit(lambda: k_step_energies(read.result().samples[:1], rate)),
-                                      self._submit(lambda: k_step_energies(read.result().samples[1:], rate)))
+        # the loudness matching wait for it): measured while the file decodes, stretch by
+        # stretch, in a thread of its own (see _read_measuring), while this thread loads the model.
+        imported = threading.Event()
+        for i, src in enumerate(sources):
+            key = self._ahead_key(src, rate)
+            if key is None or key in self._ahead:
+                continue
+            if i == 0:
+                steps: Future = Future()
+                self._steps_ahead[key] = steps
+                self._ahead[key] = self._submit(_read_measuring, src, rate, key[1], steps, imported)
+            else:
+                self._ahead[key] = self._submit(load_audio, src, rate, key[1])
+        # While the files are read (reading imports no scipy, and the loudness thread waits for
+        # this): the helpers then import nothing beside this thread (see _import_signal_modules).
+        try:
+            _import_signal_modules()
+        finally:
+            imported.set()
 
     def _ahead_key(self, source: AudioInput, rate: int, channels: str | None = None) -> tuple | None:
         """Key of a read (and of a reference's loudness) started ahead: ``(path, channel mode,
@@ -286,9 +339,8 @@ class Scorer:
         return os.fspath(source), "mono" if (channels or self.settings.channels) == "mono" else "all", rate
 
     def _drop_ahead(self) -> None:
-        for futs in self._steps_ahead.values():
-            for fut in futs:
-                fut.cancel()
+        for fut in self._steps_ahead.values():
+            fut.cancel()
         self._steps_ahead.clear()
         for fut in self._ahead.values():
             fut.cancel()
@@ -320,27 +372,15 @@ class Scorer:
             return buf
         return load_audio(source, target_rate=self.sample_rate, channels=mode)
 
-    def _reference_steps(self, ref: AudioBuffer, summary: FileSummary,
-                         ahead: tuple[Future, Future] | None = None) -> np.ndarray:
+    def _reference_steps(self, ref: AudioBuffer, summary: FileSummary, ahead: Future | None = None) -> np.ndarray:
         """K-weighted 100 ms step energies of the reference (cached): its loudness, measured once.
 
         They serve both the calibration gain and the loudness matching. ``ahead``: the same
-        measurement started by :meth:`_prefetch`, as (first channel, other channels); a part that
-        has not started yet is taken back and measured here (each channel's steps are the same
-        wherever they are measured).
+        measurement, made while :meth:`_prefetch`'s read decoded the file.
         """
         key = ("k_steps", summary.sha256, ref.samples.shape)
         if key not in self._cache:
-            if ahead is None:
-                steps = k_step_energies(ref.samples, ref.sample_rate)
-            else:
-                parts = [(fut, rows) for fut, rows in zip(ahead, (slice(0, 1), slice(1, None)))]
-                mine = [rows for fut, rows in parts if fut.cancel()]  # not started: this thread's
-                done = {rows.start: fut.result() for fut, rows in parts if rows not in mine}
-                for rows in mine:
-                    done[rows.start] = k_step_energies(ref.samples[rows], ref.sample_rate)
-                steps = np.concatenate([done[0], done[1]])
-            self._cache[key] = steps
+            self._cache[key] = ahead.result() if ahead is not None else k_step_energies(ref.samples, ref.sample_rate)
         return self._cache[key]
 
     def _calibration_gain(self, ref: AudioBuffer, summary: FileSummary) -> float:

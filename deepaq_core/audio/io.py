@@ -271,7 +271,8 @@ def read_info(path: str | os.PathLike) -> AudioInfo:
     )
 
 
-def load_audio(path: str | os.PathLike, target_rate: int | None = None, channels: str = "mono") -> AudioBuffer:
+def load_audio(path: str | os.PathLike, target_rate: int | None = None, channels: str = "mono",
+               tap=None) -> AudioBuffer:
     """Decode, validate and optionally downmix/resample an audio file.
 
     Decoding runs block by block: each block is downmixed (if ``channels="mono"``) and fed to a
@@ -288,6 +289,10 @@ def load_audio(path: str | os.PathLike, target_rate: int | None = None, channels
         Output rate in Hz (8000-192000); None keeps the file's native rate.
     channels : {"mono", "all"}
         ``"mono"`` averages all channels into one (``C = 1``); ``"all"`` keeps them.
+    tap : callable, optional
+        Given each decoded (and converted) stretch ``[C, n]`` of the output as it is written, in
+        order: a view a consumer may read while decoding goes on (see
+        :class:`~deepaq_core.audio.loudness.StepMeter`).
 
     Returns
     -------
@@ -312,7 +317,7 @@ def load_audio(path: str | os.PathLike, target_rate: int | None = None, channels
     # Header checks first: reject a 4 kHz or 16-channel file before decoding an hour of it.
     check_format(info.sample_rate, info.channels, info.path)
     out_rate = int(target_rate) if target_rate is not None else info.sample_rate
-    converter = BlockResampler(info.sample_rate, out_rate, info.channels, channels == "mono", info.frames)
+    converter = BlockResampler(info.sample_rate, out_rate, info.channels, channels == "mono", info.frames, tap=tap)
 
     # libsndfile's format names ("WAV", "MP3") are upper-case keys of available_formats();
     # ffprobe's ("mov,mp4,...", "aac") never are, so this tells which decoder described the file.

@@ -110,6 +110,54 @@ def k_step_energies(samples: np.ndarray, sample_rate: int) -> np.ndarray:
     return np.stack([_step_energies(x[ch], sample_rate, sos) for ch in range(x.shape[0])])
 
 
+class StepMeter:
+    """:func:`k_step_energies` of a signal that arrives stretch by stretch, bit for bit.
+
+    ``push`` each stretch ``[C, n]`` in order (any lengths), then ``result()``. The filter state
+    and the unfinished 100 ms step are carried from one stretch to the next: the same arithmetic
+    in the same order as one pass over the whole signal. Lets a reader measure a file's loudness
+    while it is still decoding (:class:`~deepaq_core.scoring.Scorer` does so for a prefetched
+    reference, in a thread of its own).
+    """
+
+    def __init__(self, sample_rate: int) -> None:
+        import pyloudnorm
+
+        self.sample_rate = sample_rate
+        self.step = int(round(_STEP_S * sample_rate))
+        self.sos = _k_sos(pyloudnorm.Meter(sample_rate))
+        self._zi: list[np.ndarray] = []
+        self._rest: list[np.ndarray] = []
+        self._parts: list[list[np.ndarray]] = []
+
+    def push(self, block: np.ndarray) -> None:
+        import scipy.signal
+
+        x = np.asarray(block)
+        if x.ndim == 1:
+            x = x[np.newaxis, :]
+        if not self._zi:
+            self._zi = [np.zeros((self.sos.shape[0], 2)) for _ in range(x.shape[0])]
+            self._rest = [np.empty(0) for _ in range(x.shape[0])]
+            self._parts = [[] for _ in range(x.shape[0])]
+        if x.shape[0] != len(self._zi):
+            raise ValueError(f"StepMeter got {x.shape[0]} channels after {len(self._zi)}")
+        for ch in range(x.shape[0]):
+            y, self._zi[ch] = scipy.signal.sosfilt(self.sos, np.asarray(x[ch], dtype=np.float64), zi=self._zi[ch])
+            if self._rest[ch].size:
+                y = np.concatenate([self._rest[ch], y])
+            whole = y.shape[0] // self.step * self.step
+            if whole:
+                self._parts[ch].append(np.square(y[:whole]).reshape(-1, self.step).sum(axis=1))
+            self._rest[ch] = y[whole:]
+
+    def result(self) -> np.ndarray:
+        """Step energies ``[C, N // step]`` of everything pushed."""
+        if not self._parts:
+            return np.empty((0, 0))
+        return np.stack([np.concatenate(p) if p else np.empty(0) for p in self._parts])
+
+
 def _block_powers(x: np.ndarray, sample_rate: int, meter: pyloudnorm.Meter, weights: np.ndarray,
                   steps: np.ndarray | None = None) -> np.ndarray:
     """Channel-weighted mean square of the K-weighted signal in 400 ms blocks, 100 ms apart: [J].

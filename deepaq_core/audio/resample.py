@@ -78,10 +78,15 @@ class BlockResampler:
         Average the channels into one before resampling.
     expected_frames : int
         Estimated input frames per channel, used to size the output up front (0 if unknown).
+    tap : callable, optional
+        Called with each stretch of output as it is written: a ``[C_out, n]`` view of the
+        output, in order (a consumer may read it later; it is never written again).
     """
 
-    def __init__(self, sr_in: int, sr_out: int, channels_in: int, mono: bool, expected_frames: int = 0):
+    def __init__(self, sr_in: int, sr_out: int, channels_in: int, mono: bool, expected_frames: int = 0,
+                 tap=None):
         self.mono = mono
+        self._tap = tap
         self.channels_out = 1 if mono else channels_in
         self._stream = (
             soxr.ResampleStream(sr_in, sr_out, self.channels_out, dtype="float32", quality=QUALITY)
@@ -122,6 +127,8 @@ class BlockResampler:
             grown[:, : self._used] = self._out[:, : self._used]
             self._out = grown
         self._out[:, self._used : self._used + n] = block.T
+        if self._tap is not None:
+            self._tap(self._out[:, self._used : self._used + n])
         self._used += n
 
     def result(self) -> np.ndarray:

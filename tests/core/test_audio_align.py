@@ -449,3 +449,20 @@ def test_channel_mean_reads_as_the_whole_mean_and_aligns_alike():
     a = find_lag(whole_x, whole_y, sr)
     b = find_lag(ChannelMean(x), ChannelMean(y), sr)
     assert a == b and round(a.lag) == 123
+
+
+@pytest.mark.parametrize("blocks", [[65536], [1000, 77777, 4800, 1], [48000 * 20], [997, 3]])
+def test_step_meter_equals_measuring_the_whole_signal(blocks):
+    from deepaq_core.audio.loudness import StepMeter, k_step_energies
+
+    rng = np.random.default_rng(4)
+    x = (rng.standard_normal((2, 48000 * 3 + 1234)) * 0.1).astype(np.float32)
+    meter = StepMeter(48000)
+    i = k = 0
+    while i < x.shape[1]:
+        n = blocks[k % len(blocks)]
+        meter.push(x[:, i : i + n])
+        i, k = i + n, k + 1
+    assert np.array_equal(meter.result(), k_step_energies(x, 48000))
+    with pytest.raises(ValueError):
+        meter.push(x[:1, :10])  # a channel count that changed

@@ -169,30 +169,16 @@ def test_reading_ahead_changes_no_result(files):
         assert np.array_equal(a.frame_distance, b.frame_distance, equal_nan=True)
 
 
-@pytest.mark.parametrize("started", [(True, True), (True, False), (False, False)])
-def test_the_scoring_thread_measures_the_reference_parts_no_helper_started(files, started):
-    """The prefetched loudness comes in two parts (the first channel, the others); a part still
-    queued when scoring needs it is taken back and measured by the scoring thread, with the
-    same values."""
-    from concurrent.futures import Future
-
+def test_the_reference_loudness_measured_while_reading_equals_measuring_it_after(files):
+    """The prefetched reference's K-weighted steps come from its decoded stretches as they arrive
+    (a StepMeter in the loudness thread): the same values as measuring the whole file afterwards."""
     from deepaq_core.audio import load_audio
     from deepaq_core.audio.loudness import k_step_energies
 
+    scorer = Scorer(device="cpu", prefetch=[files["ref"], files["lp"]])
+    (key, fut), = scorer._steps_ahead.items()
     ref = load_audio(files["ref"], 48000, channels="all")
-    whole = k_step_energies(ref.samples, 48000)
-    futs = []
-    for flag, rows in zip(started, (slice(0, 1), slice(1, None))):
-        fut = Future()
-        if flag:
-            fut.set_running_or_notify_cancel()  # a helper has it: cancel() fails, its result is awaited
-            fut.set_result(k_step_energies(ref.samples[rows], 48000))
-        futs.append(fut)
-    scorer = Scorer(device="cpu", workers=0)
-    summary = type("S", (), {"sha256": f"test-{started}"})()
-    got = scorer._reference_steps(ref, summary, tuple(futs))
-    assert np.array_equal(got, whole)
-    assert [f.cancelled() for f in futs] == [not flag for flag in started]
+    assert np.array_equal(fut.result(timeout=60), k_step_energies(ref.samples, 48000))
 
 
 def test_every_degraded_input_is_read_and_prepared_once(files, monkeypatch):
@@ -202,16 +188,17 @@ def test_every_degraded_input_is_read_and_prepared_once(files, monkeypatch):
     real_load, real_prepare = scoring.load_audio, scoring.prepare_pair
     monkeypatch.setattr(scoring, "load_audio", lambda path, *a, **k: loads.append(path) or real_load(path, *a, **k))
     monkeypatch.setattr(scoring, "prepare_pair", lambda *a, **k: pairs.append(1) or real_prepare(*a, **k))
-    steps = []
-    real_steps = scoring.k_step_energies
+    steps, meters = [], []
+    real_steps, real_meter = scoring.k_step_energies, scoring.StepMeter
     monkeypatch.setattr(scoring, "k_step_energies",
                         lambda x, *a, **k: steps.append(np.atleast_2d(x).shape[0]) or real_steps(x, *a, **k))
+    monkeypatch.setattr(scoring, "StepMeter", lambda *a, **k: meters.append(1) or real_meter(*a, **k))
     scorer = Scorer(device="cpu", prefetch=[files["ref"], files["lp"]])
     results = scorer.score_many(files["ref"], [files["lp"], files["late"], files["lp"]])
     assert len(results) == 3 and results[0].score == results[2].score
     assert sorted(loads) == sorted([files["ref"], files["lp"], files["late"], files["lp"]])
     assert len(pairs) == 3
-    assert sum(steps) == 2  # each of the reference's two channels measured once (ahead)
+    assert meters == [1] and not steps  # the reference's loudness, measured once (while it was read)
 
 
 def test_an_unreadable_later_file_fails_cleanly(files, tmp_path):
