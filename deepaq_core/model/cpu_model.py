@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import os
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -62,8 +63,6 @@ def set_cpu_threads(threads: int | None) -> None:
 
 
 def _cpu_threads() -> int:
-    import os
-
     cores = os.cpu_count() or 1
     limit = _THREADS["limit"]
     return max(1, min(cores, limit) if limit else cores)
@@ -179,11 +178,13 @@ class AuditoryFrontEnd:
         return level, loud
 
     def __call__(self, wave: np.ndarray, threads: int = 1) -> list[np.ndarray]:
+        """``[level, specific loudness]`` of ``wave`` [B, N]; ``threads``: the frames are split between
+        that many threads (at least 64 frames each), with the same values."""
         wave = np.ascontiguousarray(wave, dtype=np.float32)
         if wave.ndim != 2 or wave.shape[1] < self.receptive_field:
             raise ValueError(f"expected [B, N] with N >= {self.receptive_field}, got {list(wave.shape)}")
         total = (wave.shape[1] - self.receptive_field) // self.hop_length + 1
-        parts = max(1, min(int(threads), total // 64))  # a few hundred frames per thread or none
+        parts = max(1, min(int(threads), total // 64))
         edges = [total * k // parts for k in range(parts + 1)]
         with _one_blas_thread():
             if parts == 1:
