@@ -242,7 +242,7 @@ def _settings(args: argparse.Namespace):
 def _scorer(args: argparse.Namespace, prefetch=()):
     from deepaq_core.scoring import Scorer
 
-    # prefetch: files read in helper threads while the model (and torch) loads.
+    # prefetch: files read in helper threads while the model loads (and scipy, or torch for a model that needs it).
     scorer = Scorer(args.model, args.device, _settings(args), allow_unverified=args.allow_unverified,
                     prefetch=prefetch)
     _unverified_note(scorer.loaded.bundle)

@@ -236,7 +236,8 @@ def disturbance_matrix(ref: np.ndarray, deg: np.ndarray, spec: DistanceSpec, nor
     bw = np.ones(k, np.float32) if spec.band_weights is None else np.asarray(spec.band_weights, np.float32)
     w_added, w_missing = bw * np.float32(spec.weight_added), bw * np.float32(spec.weight_missing)
     audible = r > spec.lost_floor
-    r_inv = np.where(audible, np.float32(1.0) / np.where(audible, r, np.float32(1.0)), np.float32(0.0)).astype(np.float32)
+    r_inv = np.where(audible, np.float32(1.0) / np.where(audible, r, np.float32(1.0)), np.float32(0.0))
+    r_inv = r_inv.astype(np.float32, copy=False)
     lw = None if spec.lost_weights is None else np.asarray(spec.lost_weights, np.float32)
     out = np.empty((r.shape[0], d.shape[0]), np.float32)
     blk = 64  # [64, M, K] blocks: a few MB at a time

@@ -298,7 +298,7 @@ class Scorer:
         return self._pool.submit(fn, *args)
 
     def _prefetch(self, model, sources: Sequence[AudioInput]) -> None:
-        """Start reading files at the model's rate before the model (and torch) has loaded."""
+        """Start reading files at the model's rate (and the reference's loudness) before the model has loaded."""
         from deepaq_core.model.registry import resolve
 
         registry_log = logging.getLogger("deepaq_core.model.registry")
