@@ -450,3 +450,23 @@ def test_reading_a_mono_reference_ahead_changes_no_result(tmp_path):
     ahead = Scorer(device="cpu", prefetch=[ref, deg])
     fast = ahead.score(ref, deg)
     assert plain.score == fast.score and plain.gain_db == fast.gain_db
+
+
+@pytest.mark.parametrize("n, band", [(700, 40), (41, 40), (5, 4), (130, 63)])
+def test_band_costs_in_blocks_equal_one_diagonal_at_a_time(n, band):
+    """Blocks of frames against every offset give each cell the float32 value of the frame pair's
+    own difference (what one diagonal at a time computed), and inf where no degraded frame is."""
+    import deepaq_core.timewarp as tw
+
+    rng = np.random.default_rng(5)
+    a = rng.random((n, 12)).astype(np.float32)
+    b = (a + 0.1 * rng.random((n, 12))).astype(np.float32)
+    width = 2 * band + 1
+    want = np.full((n, width), np.inf, np.float32)
+    for o in range(width):
+        shift = o - band
+        lo, hi = max(0, -shift), min(n, n - shift)
+        if hi > lo:
+            diff = a[lo:hi] - b[lo + shift : hi + shift]
+            want[lo:hi, o] = np.sqrt(np.einsum("ij,ij->i", diff, diff))
+    assert np.array_equal(tw._band_costs(a, b, band), want)
