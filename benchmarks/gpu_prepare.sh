@@ -10,7 +10,7 @@ PY=${PYTHON:-python3}
 VER=${GPU_PYTHON_VERSION:-3.12}
 mkdir -p .gpu/wheels
 $PY -m pip download --only-binary=:all: --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 \
-  --python-version "$VER" --no-deps -d .gpu/wheels soundfile soxr pyloudnorm cffi pycparser
+  --python-version "$VER" --no-deps -d .gpu/wheels soundfile soxr pyloudnorm threadpoolctl cffi pycparser
 DATA=${DEEPAQ_DATA:-../shared/data}
 if [ -f "$DATA/tcdaudio14/manifest.csv" ] && [ -f "$DATA/sisec08/manifest.csv" ]; then
   rm -rf .gpu/data && mkdir -p .gpu/data

@@ -5,7 +5,7 @@
 #   OUT=/tmp/smoke bash benchmarks/gpu_run.sh --cpu-smoke   # here: tiny sizes on the CPU, no install
 #
 # Before a GPU run, once, on a machine with network access: `bash benchmarks/gpu_prepare.sh`. It
-# puts into .gpu/ (ignored by git; carry it) the wheels the GPU image lacks (soundfile, soxr,
+# puts into .gpu/ (ignored by git; carry it) the wheels the GPU image may lack (soundfile, soxr, threadpoolctl,
 # pyloudnorm, cffi, pycparser) and, when ../shared/data exists, copies of tcdaudio14 and sisec08
 # with this machine's CPU scores of them, so the GPU run checks that its scores agree.
 #
@@ -31,7 +31,7 @@ log "DeePAQ gpu_run.sh (smoke=$SMOKE) in $ROOT, python $($PY -c 'import sys; pri
 if [ $SMOKE = 0 ]; then
   nvidia-smi >"$OUT/nvidia-smi.txt" 2>&1 || log "nvidia-smi failed"
   if ls .gpu/wheels/*.whl >/dev/null 2>&1; then
-    $PY -m pip install --no-index --find-links .gpu/wheels soundfile soxr pyloudnorm >>"$OUT/install.log" 2>&1 \
+    $PY -m pip install --no-index --find-links .gpu/wheels soundfile soxr pyloudnorm threadpoolctl >>"$OUT/install.log" 2>&1 \
       && log "installed the carried wheels" || log "installing the carried wheels failed (see install.log)"
   fi
   if $PY -m pip install --no-deps --no-build-isolation -e . >>"$OUT/install.log" 2>&1; then
@@ -42,7 +42,7 @@ if [ $SMOKE = 0 ]; then
     export PYTHONPATH="$ROOT:/tmp/deepaq-shim${PYTHONPATH:+:$PYTHONPATH}"
   fi
 fi
-if ! $PY -c "import deepaq_core, deepaq_resources, soundfile, soxr, pyloudnorm" 2>>"$OUT/run.log"; then
+if ! $PY -c "import deepaq_core, deepaq_resources, soundfile, soxr, pyloudnorm, threadpoolctl" 2>>"$OUT/run.log"; then
   log "DeePAQ cannot be imported; stopping"
   exit 1
 fi
