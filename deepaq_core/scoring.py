@@ -20,9 +20,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import threading
 import time
 from collections import OrderedDict
-import threading
 from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
