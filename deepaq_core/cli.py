@@ -422,6 +422,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
     import signal
     import time
 
+    from deepaq_core.audio.io import print_stderr
     from deepaq_core.batch import (
         BLANK_METRICS,
         PairError,
@@ -515,7 +516,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
             row = rows[i]
             if isinstance(outcome, PairError):
                 failures += 1
-                print(f"deepaq: row {i + 1}: {outcome.error}", file=sys.stderr)
+                print_stderr(f"deepaq: row {i + 1}: {outcome.error}")
             else:
                 scored += 1
                 audio_s += outcome.duration_s if hasattr(outcome, "duration_s") else outcome.degraded.duration_s
@@ -539,7 +540,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
             what, code = ("terminated", 143) if isinstance(exc, _Terminated) else ("interrupted", 130)
             where = (f"the rows scored so far are in {kept}; continue with --resume." if files else
                      "rows already printed are all there is (--results-csv or --results-jsonl keeps them on disk).")
-            print(f"deepaq: {what}; {where}", file=sys.stderr)
+            print_stderr(f"deepaq: {what}; {where}")  # helper threads may still be reading headers
             return code
         if isinstance(exc, WorkerLost) and files:
             raise WorkerLost(f"{exc}; the rows scored so far are in {kept}; continue with --resume.") from None

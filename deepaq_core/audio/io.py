@@ -85,6 +85,21 @@ def _quiet_c_stderr() -> Iterator[None]:
                 _saved_stderr_fd = None
 
 
+def print_stderr(text: str) -> None:
+    """Print a line to standard error even while another thread hides file descriptor 2.
+
+    For the messages a user must see (a batch's last words when it is stopped, each failed row):
+    while :func:`_quiet_c_stderr` is active in a helper thread, the line goes to the real stderr
+    it saved, so a header read elsewhere cannot swallow it.
+    """
+    with _quiet_lock:
+        if _quiet_depth and _saved_stderr_fd is not None:
+            encoding = getattr(sys.stderr, "encoding", None) or "utf-8"
+            os.write(_saved_stderr_fd, (text + "\n").encode(encoding, errors="replace"))
+        else:
+            print(text, file=sys.stderr, flush=True)
+
+
 def _resolve(path: str | os.PathLike) -> str:
     """Return the absolute path, raising AudioError if it is not a readable regular file."""
     try:

@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -328,3 +329,32 @@ def test_ffmpeg_format_without_ffmpeg_says_so(tmp_path, monkeypatch):
         load_audio(path)
     _assert_one_sentence(str(exc.value), "voice memo.m4a")
     assert "ffmpeg" in str(exc.value)
+
+
+def test_print_stderr_reaches_stderr_while_another_thread_hides_it():
+    """A header read in a helper thread points file descriptor 2 at /dev/null for a moment; a
+    message that must be seen (a stopped batch's last words) still arrives."""
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+        import sys, threading
+        from deepaq_core.audio.io import _quiet_c_stderr, print_stderr
+        inside, done = threading.Event(), threading.Event()
+        def helper():
+            with _quiet_c_stderr():
+                inside.set()
+                done.wait(10)
+        t = threading.Thread(target=helper)
+        t.start()
+        inside.wait(10)
+        print("swallowed", file=sys.stderr, flush=True)
+        print_stderr("deepaq: terminated; kept")
+        done.set()
+        t.join()
+        print_stderr("after")
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2])))
+    assert out.returncode == 0, out.stderr
+    assert out.stderr == "deepaq: terminated; kept\nafter\n"
