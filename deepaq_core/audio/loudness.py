@@ -77,19 +77,11 @@ _FILTER_STEPS = 200
 
 def _step_energies(x: np.ndarray, sample_rate: int, sos: np.ndarray) -> np.ndarray:
     """Sum of squares of the K-weighted mono signal ``x`` in each whole 100 ms step from its start: [N // step]."""
-    import scipy.signal
-
-    step = int(round(_STEP_S * sample_rate))
-    n_steps = x.shape[0] // step
-    out = np.empty(n_steps)
-    zi = np.zeros((sos.shape[0], 2))
-    piece = step * _FILTER_STEPS
-    for first in range(0, n_steps * step, piece):
-        seg = np.asarray(x[first : min(first + piece, n_steps * step)], dtype=np.float64)
-        y, zi = scipy.signal.sosfilt(sos, seg, zi=zi)
-        k = first // step
-        out[k : k + y.shape[0] // step] = np.square(y).reshape(-1, step).sum(axis=1)
-    return out
+    meter = StepMeter(sample_rate, sos)
+    end = x.shape[0] // meter.step * meter.step
+    for first in range(0, end, meter.step * _FILTER_STEPS):
+        meter.push(x[first : min(first + meter.step * _FILTER_STEPS, end)])
+    return meter.result()[0] if end else np.empty(0)
 
 
 def k_step_energies(samples: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -104,8 +96,6 @@ def k_step_energies(samples: np.ndarray, sample_rate: int) -> np.ndarray:
     x = np.asarray(samples)
     if x.ndim == 1:
         x = x[np.newaxis, :]
-    if x.shape[0] == 0:  # no channels (the rest of a mono file's channels): no steps
-        return np.empty((0, x.shape[1] // int(round(_STEP_S * sample_rate))))
     sos = _k_sos(pyloudnorm.Meter(sample_rate))
     return np.stack([_step_energies(x[ch], sample_rate, sos) for ch in range(x.shape[0])])
 
@@ -115,17 +105,20 @@ class StepMeter:
 
     ``push`` each stretch ``[C, n]`` in order (any lengths), then ``result()``. The filter state
     and the unfinished 100 ms step are carried from one stretch to the next: the same arithmetic
-    in the same order as one pass over the whole signal. Lets a reader measure a file's loudness
-    while it is still decoding (:class:`~deepaq_core.scoring.Scorer` does so for a prefetched
+    in the same order as one pass over the whole signal (which :func:`k_step_energies` is, in
+    pieces of :data:`_FILTER_STEPS` steps). Lets a reader measure a file's loudness while it is
+    still decoding (:class:`~deepaq_core.scoring.Scorer` does so for a prefetched
     reference, in a thread of its own).
     """
 
-    def __init__(self, sample_rate: int) -> None:
-        import pyloudnorm
-
+    def __init__(self, sample_rate: int, sos: np.ndarray | None = None) -> None:
         self.sample_rate = sample_rate
         self.step = int(round(_STEP_S * sample_rate))
-        self.sos = _k_sos(pyloudnorm.Meter(sample_rate))
+        if sos is None:
+            import pyloudnorm
+
+            sos = _k_sos(pyloudnorm.Meter(sample_rate))
+        self.sos = sos  # the K-weighting stages (pyloudnorm's), second-order sections
         self._zi: list[np.ndarray] = []
         self._rest: list[np.ndarray] = []
         self._parts: list[list[np.ndarray]] = []

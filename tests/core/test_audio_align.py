@@ -464,5 +464,9 @@ def test_step_meter_equals_measuring_the_whole_signal(blocks):
         meter.push(x[:, i : i + n])
         i, k = i + n, k + 1
     assert np.array_equal(meter.result(), k_step_energies(x, 48000))
+    # and both are one pass of the K-weighting filter over the whole signal, summed per 100 ms step
+    y = scipy.signal.sosfilt(meter.sos, x.astype(np.float64), axis=1)
+    whole = x.shape[1] // 4800 * 4800
+    assert np.array_equal(meter.result(), np.square(y[:, :whole]).reshape(2, -1, 4800).sum(axis=2))
     with pytest.raises(ValueError):
         meter.push(x[:1, :10])  # a channel count that changed
