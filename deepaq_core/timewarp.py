@@ -127,15 +127,18 @@ def follow_time(ref: np.ndarray, deg: np.ndarray, band: int, penalty: float) -> 
     rows = np.full((block + 1, width + 2), np.inf)
     rows[0, 1:-1] = acc
     best = np.empty(width)
+    # Each row's three shifted views, made once: the loop below is bound by the cost of numpy
+    # calls, and slicing in it took about a quarter of its time.
+    right, left, mid = list(rows[:, 2:]), list(rows[:, :-2]), list(rows[:, 1:-1])
+    minimum, add = np.minimum, np.add
     i = 1
     while i < n:
         m = min(block, n - i)
-        for j in range(m):
-            prev = rows[j]
-            np.minimum(prev[2:], prev[:-2], out=best)
+        for j, c in enumerate(cost[i : i + m]):
+            minimum(right[j], left[j], out=best)
             best += penalty
-            np.minimum(best, prev[1:-1], out=best)
-            np.add(best, cost[i + j], out=rows[j + 1, 1:-1])
+            minimum(best, mid[j], out=best)
+            add(best, c, out=mid[j + 1])
         prev = rows[:m]
         diag, stay, skip = prev[:, 1:-1], prev[:, 2:] + penalty, prev[:, :-2] + penalty
         k = (stay < diag).astype(np.int8)  # stay and skip win only when strictly cheaper

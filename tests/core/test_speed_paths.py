@@ -470,3 +470,58 @@ def test_band_costs_in_blocks_equal_one_diagonal_at_a_time(n, band):
             diff = a[lo:hi] - b[lo + shift : hi + shift]
             want[lo:hi, o] = np.sqrt(np.einsum("ij,ij->i", diff, diff))
     assert np.array_equal(tw._band_costs(a, b, band), want)
+
+
+def test_distances_computed_beside_the_time_path_are_used_only_where_they_hold(files, tmp_path, monkeypatch):
+    """While the time-following path is computed, a helper thread computes every channel's distances
+    as if the path kept time. Where it does (a copy with hiss added) they are the result and
+    nothing is computed twice; where it moves (the low-passed copy, whose path takes a detour of a
+    few frames) they are dropped and computed along the path. Either way the one-thread scorer's
+    numbers, to the last bit."""
+    x, sr = sf.read(files["ref"], dtype="float32", always_2d=True)
+    hiss = str(tmp_path / "hiss.wav")
+    sf.write(hiss, x + np.float32(0.01) * np.random.default_rng(3).standard_normal(x.shape).astype(np.float32), sr,
+             subtype="FLOAT")
+    calls = []
+    real = Scorer._channel_parts
+    monkeypatch.setattr(Scorer, "_channel_parts", lambda self, ch, *a: calls.append(a[2] is None) or real(self, ch, *a))
+    plain = Scorer(device="cpu", workers=0).score_many(files["ref"], [hiss, files["lp"]])
+    assert len(calls) == 4 and not any(calls)  # two channels, two pairs; no guesses
+    calls.clear()
+    helped = Scorer(device="cpu", workers=2)
+    kept = helped.score(files["ref"], hiss)
+    assert kept.time_dropped_s == 0 and kept.score < 95  # the path kept time, and there is damage
+    assert calls == [True, True]  # each channel once: the guess, and it held
+    calls.clear()
+    moved = helped.score(files["ref"], files["lp"])
+    assert moved.time_dropped_s > 0  # the path moved
+    # computed along the path; the guess dropped (its thread stops after the channel it was on)
+    assert calls.count(False) == 2 and 1 <= calls.count(True) <= 2
+    for a, b in zip(plain, [kept, moved]):
+        assert a.score == b.score and a.channel_scores == b.channel_scores and a.distance == b.distance
+        assert np.array_equal(a.frame_distance, b.frame_distance, equal_nan=True)
+        assert np.array_equal(a.curve.distance, b.curve.distance)
+
+
+def test_a_guess_is_taken_only_for_the_same_embeddings_and_an_identity_path():
+    import threading
+    from concurrent.futures import Future
+
+    from deepaq_core.timewarp import TimeWarp
+
+    def guess():
+        fut = Future()
+        fut.set_result(["p0", "p1"])
+        return fut, threading.Event()
+
+    embs = [object(), object()]
+    same = TimeWarp(np.arange(50), 0, 0)
+    moved = TimeWarp(np.concatenate([np.arange(20), np.arange(21, 50), [49]]), 1, 1)
+    assert Scorer._speculated(None, embs, embs, None, [None, None]) is None
+    assert Scorer._speculated(guess(), embs, list(embs), None, [None, None]) == ["p0", "p1"]
+    assert Scorer._speculated(guess(), embs, list(embs), [same, same], [None, None]) == ["p0", "p1"]
+    dropped = guess()
+    assert Scorer._speculated(dropped, embs, list(embs), [same, moved], [None, None]) is None
+    assert dropped[1].is_set()
+    assert Scorer._speculated(guess(), embs, [embs[0], object()], [same, same], [None, None]) is None
+    assert Scorer._speculated(guess(), embs, list(embs), [same, same], [None, object()]) is None
