@@ -9,8 +9,10 @@ Writes ``OUT/gpu_bench.md`` (markdown tables, also printed) and ``OUT/gpu_bench.
 1. **One pair:** ``Scorer.score`` on a ``--pair-seconds`` (120) 48 kHz stereo pair in memory, model
    loaded, reference cache cleared each run: the built-in ``compact`` model and a
    MERT-v1-95M-sized model with random weights (``bench_speed.build_mert_bundle``; library
-   defaults on CUDA: batch 8, bf16 autocast). Median wall time, x real time, and the share outside
-   the model (reading + resampling + alignment + loudness, and the rest after the embeddings).
+   defaults on CUDA: batch 8, bf16 autocast), and that model once more with its hidden states
+   summed into the heatmap bins on the host (every layer copied off the GPU, as before the
+   device did it). Median wall time, x real time, and the share outside the model (reading +
+   resampling + alignment + loudness, and the rest after the embeddings).
 2. **Batch:** ``--pairs`` (200) pairs of ``--batch-seconds`` (10) s, ten degraded versions per
    reference, scored with ``Scorer.score_many`` one reference at a time (each reference embedded
    once): x real time of the degraded audio scored.
@@ -187,18 +189,36 @@ def main(argv: list[str] | None = None) -> int:
         raw.setdefault("load_s", {})[label] = time.perf_counter() - t0
 
     if "pair" in sections:
+        from deepaq_core.model.device import LoadedModel
+
         ref, deg = make_pair(args.pair_seconds)
         rows = {}
+        batch = {}
         for label, sc in scorers.items():
             rows[label] = score_pair(sc, ref, deg, device, args.repeats)
+            batch[label] = sc.loaded.batch_size
             print(f"(pair {label}: {rows[label]['wall_s']:.3f} s)", flush=True)
+        # The MERT-sized model again with every layer's hidden states copied to the host and summed
+        # into the heatmap bins there (as before the bins were summed on the device): the peer
+        # for that step, in the same run. The smoke run (CPU) sums on the device's side instead,
+        # so that both paths run.
+        label = "MERT-95M-sized (random)"
+        shipped = LoadedModel.bins_on_device
+        flipped = f"{label}, bins summed {'on the host' if device != 'cpu' else 'beside the model (forced)'}"
+        LoadedModel.bins_on_device = property(lambda self: device == "cpu")
+        try:
+            rows[flipped] = score_pair(scorers[label], ref, deg, device, args.repeats)
+            batch[flipped] = scorers[label].loaded.batch_size
+        finally:
+            LoadedModel.bins_on_device = shipped
+        print(f"(pair {flipped}: {rows[flipped]['wall_s']:.3f} s)", flush=True)
         raw["pair"] = rows
         emit(f"\n## One {args.pair_seconds:g} s pair, model loaded ({device}, median of {args.repeats} runs)\n")
         emit("| model | batch | wall s | x real time | reference read+loudness s | degraded read+align+loudness s "
              "| model s (both signals) | share outside the model |")
         emit("|---|---|---|---|---|---|---|---|")
         for label, m in rows.items():
-            emit(f"| {label} | {scorers[label].loaded.batch_size} | {m['wall_s']:.3f} | "
+            emit(f"| {label} | {batch[label]} | {m['wall_s']:.3f} | "
                  f"{_x(args.pair_seconds / m['wall_s'])} | {m['reference_load_s']:.3f} | {m['prepare_s']:.3f} | "
                  f"{m['embed_s']:.3f} | {m['outside_model_share']:.0%} |")
 

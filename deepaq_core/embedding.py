@@ -173,6 +173,32 @@ class _Signal:
             self.layer_sum[:, used] += np.add.reduceat(h[:, v], first_idx, axis=1)
             self.counts[used] += np.diff(np.append(first_idx, bins.size))
 
+    def plan(self, c: int):
+        """Where chunk ``c``'s kept frames fall in the heatmap bins (for a model that sums its
+        hidden states into them itself, see :meth:`LoadedModel.run`)."""
+        from deepaq_core.model.device import BinPlan
+
+        g0 = c * self.core
+        m = min(self.core, self.total - g0)
+        lead = g0 % self.bf
+        return BinPlan(ctx=self.ctx, frames=m, lead=lead, bins=-(-(lead + m) // self.bf), bin_frames=self.bf,
+                       valid=self.valid[g0 : g0 + m])
+
+    def add_sums(self, c: int, emb, sums: np.ndarray) -> None:
+        """Keep chunk ``c``'s central frames ``emb`` [T, D] and its hidden states already summed into
+        bins (``sums`` [L, bins, H] float64, from :meth:`plan`'s :class:`BinPlan`)."""
+        ctx, core, total, bf = self.ctx, self.core, self.total, self.bf
+        g0 = c * core
+        m = min(core, total - g0)
+        self.frames[g0 : g0 + m] = np.asarray(emb[ctx : ctx + m])
+        if self.layer_sum is None:
+            self.layer_sum = np.zeros((sums.shape[0], self.n_bins, sums.shape[2]), dtype=np.float64)
+        b0 = g0 // bf
+        self.layer_sum[:, b0 : b0 + sums.shape[1]] += sums
+        v = self.valid[g0 : g0 + m]
+        self.counts[b0 : b0 + sums.shape[1]] += np.bincount((np.arange(g0, g0 + m) // bf - b0)[v],
+                                                            minlength=sums.shape[1])
+
     def result(self) -> Embedded:
         with np.errstate(invalid="ignore", divide="ignore"):
             bins_mean = (self.layer_sum / self.counts[None, :, None]).astype(np.float32)
@@ -242,6 +268,13 @@ def iter_embed_many(
         segs = np.zeros((len(items), seg_len), dtype=np.float32)
         for row, (i, c) in enumerate(items):
             sigs[i].segment(c, segs[row])
+        if getattr(loaded, "bins_on_device", False):
+            # Only the heatmap bins' sums come back from the device, not every layer's states.
+            emb, sums = loaded.run(segs, alone=alone() if callable(alone) else alone,
+                                   bins=[sigs[i].plan(c) for i, c in items])
+            for row, (i, c) in enumerate(items):
+                sigs[i].add_sums(c, emb[row], sums[row])
+            return
         emb, hidden = loaded.run(segs, alone=alone() if callable(alone) else alone)
         for row, (i, c) in enumerate(items):
             sigs[i].add(c, emb[row], hidden[:, row])
