@@ -9,10 +9,12 @@ Writes ``OUT/gpu_bench.md`` (markdown tables, also printed) and ``OUT/gpu_bench.
 1. **One pair:** ``Scorer.score`` on a ``--pair-seconds`` (120) 48 kHz stereo pair in memory, model
    loaded, reference cache cleared each run: the built-in ``compact`` model and a
    MERT-v1-95M-sized model with random weights (``bench_speed.build_mert_bundle``; library
-   defaults on CUDA: batch 8, bf16 autocast), and that model once more with its hidden states
-   summed into the heatmap bins on the host (every layer copied off the GPU, as before the
-   device did it). Median wall time, x real time, and the share outside the model (reading +
-   resampling + alignment + loudness, and the rest after the embeddings).
+   defaults on CUDA: batch 8, bf16 autocast); then, as peers measured in the same run, each
+   model with the pair's alignment and K-weighting on the host instead of the GPU
+   (``Scorer.prep_device``), and the MERT-sized model with its hidden states summed into the
+   heatmap bins on the host (every layer copied off the GPU). Median wall time, x real time, and
+   the share outside the model (reading + resampling + alignment + loudness, and the rest after
+   the embeddings).
 2. **Batch:** ``--pairs`` (200) pairs of ``--batch-seconds`` (10) s, ten degraded versions per
    reference, scored with ``Scorer.score_many`` one reference at a time (each reference embedded
    once): x real time of the degraded audio scored.
@@ -198,14 +200,25 @@ def main(argv: list[str] | None = None) -> int:
             rows[label] = score_pair(sc, ref, deg, device, args.repeats)
             batch[label] = sc.loaded.batch_size
             print(f"(pair {label}: {rows[label]['wall_s']:.3f} s)", flush=True)
-        # The MERT-sized model again with every layer's hidden states copied to the host and summed
-        # into the heatmap bins there (as before the bins were summed on the device): the peer
-        # for that step, in the same run. The smoke run (CPU) sums on the device's side instead,
-        # so that both paths run.
+        # Peers in the same run, each undoing one step: (1) the pair's alignment and K-weighting on
+        # the host instead of beside the model (Scorer.prep_device), (2) the MERT-sized model's
+        # hidden states copied to the host and summed into the heatmap bins there. The smoke run
+        # (CPU) flips each the other way, so that both paths run.
+        on_gpu = device != "cpu"
+        for label, sc in list(scorers.items()):
+            shipped = sc.prep_device
+            flipped = f"{label}, alignment + loudness {'on the host' if on_gpu else 'by torch (forced)'}"
+            sc.prep_device = None if on_gpu else torch.device("cpu")
+            try:
+                rows[flipped] = score_pair(sc, ref, deg, device, args.repeats)
+            finally:
+                sc.prep_device = shipped
+            batch[flipped] = sc.loaded.batch_size
+            print(f"(pair {flipped}: {rows[flipped]['wall_s']:.3f} s)", flush=True)
         label = "MERT-95M-sized (random)"
         shipped = LoadedModel.bins_on_device
-        flipped = f"{label}, bins summed {'on the host' if device != 'cpu' else 'beside the model (forced)'}"
-        LoadedModel.bins_on_device = property(lambda self: device == "cpu")
+        flipped = f"{label}, heatmap bins summed {'on the host' if on_gpu else 'beside the model (forced)'}"
+        LoadedModel.bins_on_device = property(lambda self: not on_gpu)
         try:
             rows[flipped] = score_pair(scorers[label], ref, deg, device, args.repeats)
             batch[flipped] = scorers[label].loaded.batch_size

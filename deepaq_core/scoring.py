@@ -290,6 +290,11 @@ class Scorer:
         self.loaded = load_model(model, device, allow_unverified=allow_unverified,
                                  precision=self.settings.precision)
         self.model_load_s = time.perf_counter() - t0
+        # Where a pair's alignment and K-weighting run: beside the model on a CUDA GPU (see
+        # audio.on_device), in numpy on the host otherwise (faster there: no float64 FFT
+        # convolution stands in for the IIR filter). None: the host.
+        model_device = getattr(self.loaded, "device", None)
+        self.prep_device = model_device if getattr(model_device, "type", None) == "cuda" else None
 
     # -- reading ahead ----------------------------------------------------------------------
     def _submit(self, fn, *args) -> Future:
@@ -380,7 +385,14 @@ class Scorer:
         """
         key = ("k_steps", summary.sha256, ref.samples.shape)
         if key not in self._cache:
-            self._cache[key] = ahead.result() if ahead is not None else k_step_energies(ref.samples, ref.sample_rate)
+            if ahead is not None:
+                self._cache[key] = ahead.result()
+            elif self.prep_device is not None:
+                from deepaq_core.audio.on_device import k_step_energies as on_device
+
+                self._cache[key] = on_device(ref.samples, ref.sample_rate, self.prep_device)
+            else:
+                self._cache[key] = k_step_energies(ref.samples, ref.sample_rate)
         return self._cache[key]
 
     def _calibration_gain(self, ref: AudioBuffer, summary: FileSummary) -> float:
@@ -470,7 +482,7 @@ class Scorer:
                 f"reference has {n_ch}; per-channel scoring needs equal channel counts."
             )
         pair = prepare_pair(ref, deg, align=s.align, lag_ms=s.lag_ms, match_loudness=s.match_loudness,
-                            max_lag_s=s.max_lag_s, reference_steps=ref_steps, scale=False)
+                            max_lag_s=s.max_lag_s, reference_steps=ref_steps, scale=False, device=self.prep_device)
         return deg, deg_summary, pair, time.perf_counter() - t0
 
     def _iter_score(self, reference: AudioInput, degraded: Sequence[AudioInput], cancel):

@@ -240,7 +240,8 @@ def _fft_helper():
     return _FFT_HELPER
 
 
-def _curves(r: np.ndarray, d: np.ndarray, offsets: np.ndarray, tight: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def _curves(r: np.ndarray, d: np.ndarray, offsets: np.ndarray, tight: bool = False,
+            device=None) -> tuple[np.ndarray, np.ndarray]:
     """PHAT-beta and normalised cross-correlation of ``r`` against ``d`` at ``offsets``.
 
     ``c[j] = sum_n r[n] d[n + j]`` (linear, not circular, via one FFT pair); the NCC divides by the
@@ -248,6 +249,7 @@ def _curves(r: np.ndarray, d: np.ndarray, offsets: np.ndarray, tight: bool = Fal
     only as long as the wanted offsets need (a circular correlation of that length equals the
     linear one there): about half the length for the fine pass, whose few offsets span tens of
     samples. The NCC is the same either way; PHAT's whitening sees a different frequency grid.
+    ``device``: a torch device to compute them on (see :mod:`deepaq_core.audio.on_device`).
     """
     import scipy.fft  # lazy: scipy.fft costs ~0.2 s to import, and most imports never align
 
@@ -255,6 +257,10 @@ def _curves(r: np.ndarray, d: np.ndarray, offsets: np.ndarray, tight: bool = Fal
     if tight and offsets.size:
         need = min(need, max(r.shape[0] + max(int(offsets.max()), 0), d.shape[0] + max(-int(offsets.min()), 0)))
     nfft = scipy.fft.next_fast_len(need, real=True)
+    if device is not None:
+        from .on_device import curves
+
+        return curves(r, d, offsets, nfft, _PHAT_FLOOR, _PHAT_BETA, device)
     # The two forward and the two inverse transforms run in pairs, one in a helper thread
     # (pocketfft releases the GIL): the same values, in about 60 % of the time on 2 cores.
     helper = _fft_helper() if nfft >= _PARALLEL_FFT else None
@@ -305,6 +311,7 @@ def find_lag(
     sample_rate: int,
     max_lag_s: float | None = None,
     max_analysis_s: float = 30.0,
+    device=None,
 ) -> LagEstimate:
     """Estimate how late ``degraded`` is relative to ``reference``, and how sure that is.
 
@@ -336,6 +343,8 @@ def find_lag(
         Largest lag searched, seconds (either sign); None for the automatic range.
     max_analysis_s : float
         Longest reference stretch correlated, seconds; bounds cost for long files.
+    device : torch.device, optional
+        Where to compute the cross-correlations (a scorer's GPU); None: numpy on the CPU.
 
     Returns
     -------
@@ -397,7 +406,7 @@ def find_lag(
         logger.debug("estimate_lag: no lag in ±%d samples overlaps enough; returning 0", max_lag)
         return LagEstimate(0.0, 0.0, max_lag=max(-lo, hi))
     offsets, lags = offsets[keep], lags[keep]
-    phat, ncc = _curves(r, d, offsets)
+    phat, ncc = _curves(r, d, offsets, device=device)
     abs_phat, abs_ncc = np.abs(phat), np.abs(ncc)
 
     k_phat = _nearest_strong(abs_phat, lags)
@@ -431,7 +440,7 @@ def find_lag(
         r -= r.mean()
         d -= d.mean()
         fine_lags = np.arange(f_lo, f_hi + 1)
-        fine_phat, fine_ncc = _curves(r, d, fine_lags + f_start - g_lo, tight=True)
+        fine_phat, fine_ncc = _curves(r, d, fine_lags + f_start - g_lo, tight=True, device=device)
         signed = fine_phat if dominant else fine_ncc
         curve = np.abs(signed)
         best = int(np.argmax(curve))
@@ -492,6 +501,7 @@ def estimate_alignment(
     *,
     native_rate: int | None = None,
     max_lag_s: float | None = None,
+    device=None,
 ) -> Alignment:
     """:func:`find_lag` as an :class:`Alignment` (with ``inverted`` and ``at_edge``).
 
@@ -505,13 +515,15 @@ def estimate_alignment(
         The degraded file's own rate, for ``lag_native_samples`` (default: ``sample_rate``).
     max_lag_s : float or None
         Search range, seconds either way; None for the automatic range.
+    device : torch.device, optional
+        As for :func:`find_lag`.
 
     Returns
     -------
     Alignment
         ``estimated=True``.
     """
-    est = find_lag(reference, degraded, sample_rate, max_lag_s=max_lag_s)
+    est = find_lag(reference, degraded, sample_rate, max_lag_s=max_lag_s, device=device)
     native = sample_rate if native_rate is None else native_rate
     if est.at_edge:
         logger.warning(

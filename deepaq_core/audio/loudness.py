@@ -152,11 +152,11 @@ class StepMeter:
 
 
 def _block_powers(x: np.ndarray, sample_rate: int, meter: pyloudnorm.Meter, weights: np.ndarray,
-                  steps: np.ndarray | None = None) -> np.ndarray:
+                  steps: np.ndarray | None = None, device=None) -> np.ndarray:
     """Channel-weighted mean square of the K-weighted signal in 400 ms blocks, 100 ms apart: [J].
 
     ``steps``: :func:`k_step_energies` of ``x`` or of a signal ``x`` is a prefix of (computed
-    here when None).
+    here when None: on ``device`` when given, see :mod:`deepaq_core.audio.on_device`).
     """
     block = int(round(_BLOCK_S * sample_rate))
     step = int(round(_STEP_S * sample_rate))
@@ -166,6 +166,10 @@ def _block_powers(x: np.ndarray, sample_rate: int, meter: pyloudnorm.Meter, weig
     # One sosfilt pass (float64) replaces pyloudnorm's two lfilter passes with the same filters.
     per = block // step
     n_steps = num_blocks + per - 1
+    if steps is None and device is not None:
+        from .on_device import k_step_energies as on_device
+
+        steps = on_device(x, sample_rate, device, n_steps * step)
     if steps is None:
         sos = _k_sos(meter)
         steps = np.stack([_step_energies(np.asarray(x[ch])[: n_steps * step], sample_rate, sos)
@@ -292,7 +296,8 @@ _MIN_VOTING_BLOCKS = 3
 
 
 def robust_matching_gain_db(
-    reference: np.ndarray, degraded: np.ndarray, sample_rate: int, reference_steps: np.ndarray | None = None
+    reference: np.ndarray, degraded: np.ndarray, sample_rate: int, reference_steps: np.ndarray | None = None,
+    device=None,
 ) -> tuple[float, float, float, str]:
     """Loudness-matching gain that a local burst cannot move: the median block difference.
 
@@ -312,6 +317,8 @@ def robust_matching_gain_db(
     reference_steps : numpy.ndarray, optional
         :func:`k_step_energies` of the reference or of a longer signal it begins (the
         reference's K-weighting is then not run again).
+    device : torch.device, optional
+        Where to run the K-weighting filter (a scorer's GPU); None: scipy on the CPU.
 
     Returns
     -------
@@ -333,8 +340,8 @@ def robust_matching_gain_db(
         return gain, ref_lufs, deg_lufs, "integrated"
     meter = pyloudnorm.Meter(sample_rate)
     weights = _channel_weights(ref.shape[0])
-    pr = _block_powers(ref[:, :n], sample_rate, meter, weights, reference_steps)
-    pd = _block_powers(deg[:, :n], sample_rate, meter, weights)
+    pr = _block_powers(ref[:, :n], sample_rate, meter, weights, reference_steps, device)
+    pd = _block_powers(deg[:, :n], sample_rate, meter, weights, device=device)
     ref_lufs, deg_lufs = _gate(pr), _gate(pd)
     if not (np.isfinite(ref_lufs) and np.isfinite(deg_lufs)):
         gain, ref_lufs, deg_lufs = matching_gain_db(ref, deg, sample_rate)

@@ -107,6 +107,7 @@ def prepare_pair(
     max_lag_s: float | None = None,
     reference_steps: np.ndarray | None = None,
     scale: bool = True,
+    device=None,
 ) -> PreparedPair:
     """Align, trim and loudness-match a degraded signal to its reference.
 
@@ -137,6 +138,9 @@ def prepare_pair(
         unscaled (a view of ``degraded.samples`` when nothing needs padding or flipping) and only
         reports ``gain_db``: for a caller that applies the gain as it reads, sparing a copy of the
         whole signal.
+    device : torch.device, optional
+        Where to compute the alignment's cross-correlations and the K-weighting filter (a
+        scorer's GPU, see :mod:`deepaq_core.audio.on_device`); None: numpy and scipy on the CPU.
 
     Returns
     -------
@@ -177,7 +181,7 @@ def prepare_pair(
         alignment = Alignment(0, 0.0, 0, estimated=False, confidence=float("nan"))
     else:
         alignment = estimate_alignment(_mono(reference.samples), _mono(degraded.samples), rate,
-                                       native_rate=native_rate, max_lag_s=max_lag_s)
+                                       native_rate=native_rate, max_lag_s=max_lag_s, device=device)
         confidence = alignment.confidence
         if confidence < 0.2:
             logger.warning(
@@ -205,7 +209,8 @@ def prepare_pair(
     if ref_start == 0 and reference_steps is not None:
         steps = reference_steps() if callable(reference_steps) else reference_steps
     if match_loudness:
-        gain_db, ref_lufs, deg_lufs, gain_method = robust_matching_gain_db(ref_samples, deg_samples, rate, steps)
+        gain_db, ref_lufs, deg_lufs, gain_method = robust_matching_gain_db(ref_samples, deg_samples, rate, steps,
+                                                                           device)
         if scale:
             deg_samples = deg_samples * np.float32(10.0 ** (gain_db / 20.0))
     else:
