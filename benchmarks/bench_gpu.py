@@ -10,7 +10,7 @@ Writes ``OUT/gpu_bench.md`` (markdown tables, also printed) and ``OUT/gpu_bench.
    loaded, reference cache cleared each run: the built-in ``compact`` model and a
    MERT-v1-95M-sized model with random weights (``bench_speed.build_mert_bundle``; library
    defaults on CUDA: batch 8, bf16 autocast); then, as peers measured in the same run, each
-   model with the pair's alignment and K-weighting on the host instead of the GPU
+   model with the pair's resampling, alignment and K-weighting on the host instead of the GPU
    (``Scorer.prep_device``), and the MERT-sized model with its hidden states summed into the
    heatmap bins on the host (every layer copied off the GPU). Median wall time, x real time, and
    the share outside the model (reading + resampling + alignment + loudness, and the rest after
@@ -200,14 +200,14 @@ def main(argv: list[str] | None = None) -> int:
             rows[label] = score_pair(sc, ref, deg, device, args.repeats)
             batch[label] = sc.loaded.batch_size
             print(f"(pair {label}: {rows[label]['wall_s']:.3f} s)", flush=True)
-        # Peers in the same run, each undoing one step: (1) the pair's alignment and K-weighting on
-        # the host instead of beside the model (Scorer.prep_device), (2) the MERT-sized model's
+        # Peers in the same run, each undoing one step: (1) the pair's resampling, alignment and
+        # K-weighting on the host instead of beside the model (Scorer.prep_device), (2) the MERT-sized model's
         # hidden states copied to the host and summed into the heatmap bins there. The smoke run
         # (CPU) flips each the other way, so that both paths run.
         on_gpu = device != "cpu"
         for label, sc in list(scorers.items()):
             shipped = sc.prep_device
-            flipped = f"{label}, alignment + loudness {'on the host' if on_gpu else 'by torch (forced)'}"
+            flipped = f"{label}, resampling + alignment + loudness {'on the host' if on_gpu else 'by torch (forced)'}"
             sc.prep_device = None if on_gpu else torch.device("cpu")
             try:
                 rows[flipped] = score_pair(sc, ref, deg, device, args.repeats)

@@ -209,20 +209,37 @@ def _loudness_thread() -> ThreadPoolExecutor:
         return _LOUDNESS_THREAD
 
 
-def _read_measuring(source, rate: int, mode: str, steps: Future, imported: threading.Event) -> AudioBuffer:
-    """:func:`load_audio`, with the K-weighted step energies of what it decodes measured on the way.
+def _may_use_cuda(device) -> bool:
+    """Whether a scorer asked for ``device`` may run its model on a CUDA GPU, answered without
+    importing torch (``"auto"``: when torch's build could find one, see ``accelerator_possible``)."""
+    spec = str(device or "auto").lower()
+    if spec.startswith("cuda"):
+        return True
+    if spec != "auto":
+        return False
+    from deepaq_core.model.cpu_model import accelerator_possible
+
+    return accelerator_possible()
+
+
+def _read_measuring(source, rate: int | None, mode: str, steps: Future, imported: threading.Event,
+                    meter_rate: int | None = None) -> AudioBuffer:
+    """:func:`load_audio` at ``rate`` (None: the file's own), with the K-weighted step energies of
+    what it decodes measured on the way, at ``meter_rate`` (default ``rate``).
 
     Each decoded stretch goes to :func:`_loudness_thread` (a :class:`StepMeter`: the same values
     as measuring the whole signal afterwards), which waits for ``imported`` first (the scipy
     modules it needs are imported by the scoring thread, see :func:`_import_signal_modules`).
-    ``steps`` gets the energies, or the read's error.
+    ``steps`` gets the energies, None if the file turned out not to be at ``meter_rate``, or the
+    read's error.
     """
+    rate_out = meter_rate if meter_rate is not None else rate
     loud = _loudness_thread()
     meter: list[StepMeter] = []
 
     def push(view: np.ndarray) -> None:
         if not meter:
-            meter.append(StepMeter(rate))
+            meter.append(StepMeter(rate_out))
         meter[0].push(view)
 
     def finish(fut: Future) -> None:
@@ -243,7 +260,11 @@ def _read_measuring(source, rate: int, mode: str, steps: Future, imported: threa
         except InvalidStateError:
             pass
         raise
-    loud.submit(lambda: meter[0].result() if meter else k_step_energies(buf.samples, rate)).add_done_callback(finish)
+    if buf.sample_rate != rate_out:
+        loud.submit(lambda: None).add_done_callback(finish)
+    else:
+        loud.submit(lambda: meter[0].result() if meter else k_step_energies(buf.samples, rate_out)
+                    ).add_done_callback(finish)
     return buf
 
 
@@ -284,15 +305,20 @@ class Scorer:
         self._ahead: dict[tuple, Future] = {}  # reads started early, by (path, channel mode, rate)
         self._steps_ahead: dict[tuple, Future] = {}  # the prefetched reference's K-weighted step energies
         self._group = 0  # degraded inputs embedded together; 0: batch_size on a GPU, 1 on the CPU
+        # A scorer that may run on a CUDA GPU reads files at their own rate and resamples them
+        # where it prepares pairs (on the GPU, see audio.on_device), every file alike, read
+        # ahead or not; one that runs on the CPU resamples while it decodes (soxr: the same
+        # samples as resampling the whole signal afterwards).
+        self._native_reads = _may_use_cuda(device)
         if prefetch and self.workers:
             self._prefetch(model, prefetch)
         t0 = time.perf_counter()
         self.loaded = load_model(model, device, allow_unverified=allow_unverified,
                                  precision=self.settings.precision)
         self.model_load_s = time.perf_counter() - t0
-        # Where a pair's alignment and K-weighting run: beside the model on a CUDA GPU (see
-        # audio.on_device), in numpy on the host otherwise (faster there: no float64 FFT
-        # convolution stands in for the IIR filter). None: the host.
+        # Where a pair's resampling, alignment and K-weighting run: beside the model on a CUDA
+        # GPU (see audio.on_device), with soxr and numpy on the host otherwise (faster there: no
+        # float64 convolutions stand in for soxr and the IIR filter). None: the host.
         model_device = getattr(self.loaded, "device", None)
         self.prep_device = model_device if getattr(model_device, "type", None) == "cuda" else None
 
@@ -319,16 +345,17 @@ class Scorer:
         # the loudness matching wait for it): measured while the file decodes, stretch by
         # stretch, in a thread of its own (see _read_measuring), while this thread loads the model.
         imported = threading.Event()
+        read_rate = None if self._native_reads else rate
         for i, src in enumerate(sources):
-            key = self._ahead_key(src, rate)
+            key = self._ahead_key(src, read_rate)
             if key is None or key in self._ahead:
                 continue
             if i == 0:
                 steps: Future = Future()
                 self._steps_ahead[key] = steps
-                self._ahead[key] = self._submit(_read_measuring, src, rate, key[1], steps, imported)
+                self._ahead[key] = self._submit(_read_measuring, src, read_rate, key[1], steps, imported, rate)
             else:
-                self._ahead[key] = self._submit(load_audio, src, rate, key[1])
+                self._ahead[key] = self._submit(load_audio, src, read_rate, key[1])
         # While the files are read (reading imports no scipy, and the loudness thread waits for
         # this): the helpers then import nothing beside this thread (see _import_signal_modules).
         try:
@@ -336,7 +363,7 @@ class Scorer:
         finally:
             imported.set()
 
-    def _ahead_key(self, source: AudioInput, rate: int, channels: str | None = None) -> tuple | None:
+    def _ahead_key(self, source: AudioInput, rate: int | None, channels: str | None = None) -> tuple | None:
         """Key of a read (and of a reference's loudness) started ahead: ``(path, channel mode,
         rate)``; None for audio already in memory."""
         if isinstance(source, AudioBuffer):
@@ -360,22 +387,37 @@ class Scorer:
         return self.loaded.info
 
     # -- inputs -----------------------------------------------------------------------------
+    @property
+    def _read_rate(self) -> int | None:
+        """The rate files are decoded at: the model's, or None (their own, see ``_native_reads``)."""
+        return None if self._native_reads else self.sample_rate
+
+    def _resampled(self, buf: AudioBuffer) -> AudioBuffer:
+        """``buf`` at the model's rate: on the GPU beside the model (``prep_device``), else soxr."""
+        if buf.sample_rate == self.sample_rate:
+            return buf
+        if self.prep_device is not None:
+            from deepaq_core.audio.on_device import resample as on_device
+
+            samples = on_device(buf.samples, buf.sample_rate, self.sample_rate, self.prep_device)
+        else:
+            from deepaq_core.audio import resample
+
+            samples = resample(buf.samples, buf.sample_rate, self.sample_rate)
+        return AudioBuffer(samples, self.sample_rate, buf.info)
+
     def load(self, source: AudioInput, channels: str | None = None) -> AudioBuffer:
         """Read (or take) audio at the model's rate; mono or all channels per settings."""
         mode = "mono" if (channels or self.settings.channels) == "mono" else "all"
-        ahead = self._ahead.pop(self._ahead_key(source, self.sample_rate, channels), None)
+        ahead = self._ahead.pop(self._ahead_key(source, self._read_rate, channels), None)
         if ahead is not None:
-            return ahead.result()
+            return self._resampled(ahead.result())
         if isinstance(source, AudioBuffer):
-            buf = source
-            if buf.sample_rate != self.sample_rate:
-                from deepaq_core.audio import resample
-
-                buf = AudioBuffer(resample(buf.samples, buf.sample_rate, self.sample_rate), self.sample_rate, buf.info)
+            buf = self._resampled(source)
             if mode == "mono" and buf.channels > 1:
                 buf = AudioBuffer(buf.samples.mean(axis=0, keepdims=True), buf.sample_rate, buf.info)
             return buf
-        return load_audio(source, target_rate=self.sample_rate, channels=mode)
+        return self._resampled(load_audio(source, target_rate=self._read_rate, channels=mode))
 
     def _reference_steps(self, ref: AudioBuffer, summary: FileSummary, ahead: Future | None = None) -> np.ndarray:
         """K-weighted 100 ms step energies of the reference (cached): its loudness, measured once.
@@ -385,8 +427,9 @@ class Scorer:
         """
         key = ("k_steps", summary.sha256, ref.samples.shape)
         if key not in self._cache:
-            if ahead is not None:
-                self._cache[key] = ahead.result()
+            measured = ahead.result() if ahead is not None else None  # None: read at another rate
+            if measured is not None:
+                self._cache[key] = measured
             elif self.prep_device is not None:
                 from deepaq_core.audio.on_device import k_step_energies as on_device
 

@@ -1,14 +1,17 @@
-"""A pair's preparation on the scoring device (torch): K-weighted loudness and GCC-PHAT curves.
+"""A pair's preparation on the scoring device (torch): resampling, K-weighted loudness, GCC-PHAT curves.
 
-The numpy/scipy versions (:mod:`~deepaq_core.audio.loudness`, :mod:`~deepaq_core.audio.align`)
-run on the CPU; a scorer whose model runs on a CUDA GPU computes these two here instead, in
-float64 on the GPU, so that long signals do not wait for the host's cores. The results agree
-with the CPU's to about 1e-12 relative (tests), far below anything a score shows.
+The numpy/scipy/soxr versions (:mod:`~deepaq_core.audio.resample`,
+:mod:`~deepaq_core.audio.loudness`, :mod:`~deepaq_core.audio.align`) run on the CPU; a scorer
+whose model runs on a CUDA GPU computes these here instead, in float64 on the GPU, so that long
+signals do not wait for the host's cores. Loudness and alignment agree with the CPU's to about
+1e-12 relative; the resampler is another filter than soxr's and agrees with it to about 70 dB
+SNR on music (scores within 0.0005 points on the 44.1 kHz dev sets; tests).
 
-Written by hand because no installed library does either on a GPU: the K-weighting filter is
-an IIR filter (``torchaudio.functional.lfilter`` runs sample by sample, and torchaudio is not a
-dependency), so it runs as a convolution with its impulse response, cut where the response has
-decayed below 1e-15 of its energy; the cross-correlations are ``torch.fft`` transforms.
+Written by hand because no installed library does these on a GPU (torchaudio, whose
+``resample`` and ``lfilter`` would, has no build for this torch): the K-weighting filter is an IIR
+filter, so it runs as a convolution with its impulse response, cut where the response has
+decayed below 1e-15 of its energy; the cross-correlations are ``torch.fft`` transforms; the
+resampler is a polyphase Kaiser-windowed sinc applied by ``conv1d`` (torchaudio's design).
 """
 
 from __future__ import annotations
@@ -102,3 +105,64 @@ def curves(r: np.ndarray, d: np.ndarray, offsets: np.ndarray, nfft: int, floor: 
     denom = torch.sqrt((r_energy[n_hi] - r_energy[n_lo]) * (d_energy[n_hi + off] - d_energy[n_lo + off]))
     ncc = plain[idx] / torch.clamp(denom, min=1e-300)
     return phat[idx].cpu().numpy(), ncc.cpu().numpy()
+
+
+# The resampler's low-pass: 96 zero crossings of the sinc on each side, cut off at 0.956 of the
+# lower rate's Nyquist frequency, Kaiser window beta 13.5. Of 48 designs tried, the closest to
+# soxr's "HQ" (pass band to 0.913 of Nyquist, stop band from 1.0): 70 dB SNR against it on music,
+# 47 dB on white noise (where the transition band counts most).
+_ZEROS, _CUTOFF, _BETA = 96, 0.956, 13.5
+# Output frames (of all phases) per conv1d call: bounds the GPU memory of an hour-long file.
+_FRAMES = 1 << 16
+
+
+@functools.lru_cache(maxsize=8)
+def _sinc_kernels(orig: int, new: int) -> tuple[np.ndarray, int]:
+    """Polyphase kernels ``[new, 2 * width + orig]`` (float64) and ``width``, for ``orig`` input
+    samples to ``new`` output samples (the rates divided by their greatest common divisor)."""
+    base = min(orig, new) * _CUTOFF
+    width = int(math.ceil(_ZEROS * orig / base))
+    idx = np.arange(-width, width + orig, dtype=np.float64) / orig
+    t = (np.arange(0, -new, -1, dtype=np.float64)[:, None] / new + idx[None, :]) * base
+    t = np.clip(t, -_ZEROS, _ZEROS)
+    window = np.i0(_BETA * np.sqrt(1.0 - (t / _ZEROS) ** 2)) / np.i0(_BETA)
+    t *= np.pi
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sinc = np.where(t == 0.0, 1.0, np.sin(t) / t)
+    return sinc * window * (base / orig), width
+
+
+def resample(samples, sr_in: int, sr_out: int, device) -> np.ndarray:
+    """:func:`deepaq_core.audio.resample.resample` (soxr) done on ``device``: float32 ``[C, M]`` with
+    soxr's length ``M = round(N * sr_out / sr_in)`` (halves up), linear phase, aligned the same way.
+
+    Output sample ``k`` is the windowed-sinc interpolation of the input at time ``k * sr_in /
+    sr_out`` (zeros beyond the ends), in float64 so that no reduced-precision GPU arithmetic (TF32)
+    enters.
+    """
+    import torch
+
+    x = np.asarray(samples, dtype=np.float32)
+    one = x.ndim == 1
+    x = np.atleast_2d(x)
+    if int(sr_in) == int(sr_out):
+        return x[0] if one else x
+    g = math.gcd(int(sr_in), int(sr_out))
+    orig, new = int(sr_in) // g, int(sr_out) // g
+    kernels, width = _sinc_kernels(orig, new)
+    n = x.shape[1]
+    m = (2 * n * new + orig) // (2 * orig)
+    frames = -(-m // new)
+    weights = torch.from_numpy(kernels).to(device)[:, None, :]
+    xt = torch.from_numpy(np.ascontiguousarray(x)).to(device, torch.float64)
+    out = torch.empty((x.shape[0], frames * new), dtype=torch.float64, device=device)
+    for f0 in range(0, frames, _FRAMES):
+        f1 = min(frames, f0 + _FRAMES)
+        # Frame f reads input [f * orig - width, f * orig + width + orig): zeros outside the signal.
+        lo, hi = f0 * orig - width, f1 * orig + width
+        piece = xt[:, max(lo, 0) : min(hi, n)]
+        piece = torch.nn.functional.pad(piece, (max(0, -lo), max(0, hi - n)))
+        y = torch.nn.functional.conv1d(piece[:, None, :], weights, stride=orig)  # [C, new, f1 - f0]
+        out[:, f0 * new : f1 * new] = y.transpose(1, 2).reshape(x.shape[0], -1)
+    y = out[:, :m].float().cpu().numpy()
+    return y[0] if one else y
