@@ -396,14 +396,11 @@ class Scorer:
         """``buf`` at the model's rate: on the GPU beside the model (``prep_device``), else soxr."""
         if buf.sample_rate == self.sample_rate:
             return buf
-        if self.prep_device is not None:
-            from deepaq_core.audio.on_device import resample as on_device
+        from deepaq_core.audio import resample
+        from deepaq_core.audio.on_device import resample as on_device
 
-            samples = on_device(buf.samples, buf.sample_rate, self.sample_rate, self.prep_device)
-        else:
-            from deepaq_core.audio import resample
-
-            samples = resample(buf.samples, buf.sample_rate, self.sample_rate)
+        samples = self._beside_model(lambda dev: on_device(buf.samples, buf.sample_rate, self.sample_rate, dev),
+                                     lambda: resample(buf.samples, buf.sample_rate, self.sample_rate))
         return AudioBuffer(samples, self.sample_rate, buf.info)
 
     def load(self, source: AudioInput, channels: str | None = None) -> AudioBuffer:
@@ -430,13 +427,30 @@ class Scorer:
             measured = ahead.result() if ahead is not None else None  # None: read at another rate
             if measured is not None:
                 self._cache[key] = measured
-            elif self.prep_device is not None:
+            else:
                 from deepaq_core.audio.on_device import k_step_energies as on_device
 
-                self._cache[key] = on_device(ref.samples, ref.sample_rate, self.prep_device)
-            else:
-                self._cache[key] = k_step_energies(ref.samples, ref.sample_rate)
+                self._cache[key] = self._beside_model(lambda dev: on_device(ref.samples, ref.sample_rate, dev),
+                                                      lambda: k_step_energies(ref.samples, ref.sample_rate))
         return self._cache[key]
+
+    def _beside_model(self, on_device: Callable, on_host: Callable):
+        """``on_device(prep_device)``, or ``on_host()`` where the pair is prepared on the host. The
+        GPU running out of memory for it (the model may hold nearly all of it) moves the
+        preparation to the host for good, with a warning, as the model itself moves to the CPU
+        when not even one chunk fits."""
+        device = self.prep_device
+        if device is None:
+            return on_host()
+        try:
+            return on_device(device)
+        except Exception as exc:  # noqa: BLE001 - only torch's out-of-memory error is handled here
+            if type(exc).__name__ != "OutOfMemoryError":
+                raise
+            log.warning("The GPU ran out of memory preparing a pair; resampling, alignment and loudness "
+                        "continue on the CPU.")
+            self.prep_device = None
+            return on_host()
 
     def _calibration_gain(self, ref: AudioBuffer, summary: FileSummary) -> float:
         """Linear gain that plays the reference at the level the model assumes (1.0 if none).
@@ -524,8 +538,11 @@ class Scorer:
                 f"'{os.path.basename(deg_summary.path) or 'degraded'}' has {deg.channels} channels but the "
                 f"reference has {n_ch}; per-channel scoring needs equal channel counts."
             )
-        pair = prepare_pair(ref, deg, align=s.align, lag_ms=s.lag_ms, match_loudness=s.match_loudness,
-                            max_lag_s=s.max_lag_s, reference_steps=ref_steps, scale=False, device=self.prep_device)
+        def prepare(device=None):
+            return prepare_pair(ref, deg, align=s.align, lag_ms=s.lag_ms, match_loudness=s.match_loudness,
+                                max_lag_s=s.max_lag_s, reference_steps=ref_steps, scale=False, device=device)
+
+        pair = self._beside_model(prepare, prepare)
         return deg, deg_summary, pair, time.perf_counter() - t0
 
     def _iter_score(self, reference: AudioInput, degraded: Sequence[AudioInput], cancel):

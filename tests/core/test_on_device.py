@@ -189,3 +189,31 @@ def test_which_scorers_read_at_the_files_rate():
     assert _may_use_cuda("cuda") and _may_use_cuda("cuda:1")
     assert not _may_use_cuda("cpu") and not _may_use_cuda("mps")
     assert _may_use_cuda("auto") == _may_use_cuda(None) == accelerator_possible()
+
+
+def test_a_gpu_out_of_memory_moves_the_preparation_to_the_host(tmp_path, monkeypatch, caplog):
+    """torch's out-of-memory error while a pair is prepared on the device: a warning, and the pair
+    (and every later one) prepared on the host, with the host's numbers."""
+    ref, deg = _files_at(tmp_path, 44100)
+    host = Scorer(device="cpu", workers=0).score(ref, deg)
+
+    class OutOfMemoryError(RuntimeError):  # what torch.cuda raises, by name
+        pass
+
+    def full(*a, **k):
+        raise OutOfMemoryError("CUDA out of memory")
+
+    import deepaq_core.scoring as scoring
+
+    monkeypatch.setattr(scoring, "_may_use_cuda", lambda device: True)  # reads at 44.1 kHz, resamples after
+    scorer = Scorer(device="cpu", workers=0)
+    scorer.prep_device = CPU
+    monkeypatch.setattr(on_device, "resample", full)
+    with caplog.at_level("WARNING", logger="deepaq_core.scoring"):
+        result = scorer.score(ref, deg)
+    assert scorer.prep_device is None and "ran out of memory" in caplog.text
+    assert result.score == host.score and result.gain_db == host.gain_db
+    scorer.prep_device = CPU
+    monkeypatch.setattr(on_device, "resample", lambda *a, **k: (_ for _ in ()).throw(ValueError("a bug")))
+    with pytest.raises(ValueError, match="a bug"):  # any other error is not hidden
+        scorer.score(ref, deg)
