@@ -551,7 +551,7 @@ class Scorer:
         t_load = time.perf_counter()
         ref = self.load(reference)
         ref_summary = _summary(ref, self.sample_rate)
-        steps_ahead = self._steps_ahead.pop(self._ahead_key(reference, self.sample_rate), None)
+        steps_ahead = self._steps_ahead.pop(self._ahead_key(reference, self._read_rate), None)
         n_ch = ref.channels
         n_jobs = len(degraded)
         # Work units: reference embedding (1 per channel) + each degraded embedding (1 per channel).

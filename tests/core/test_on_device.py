@@ -180,6 +180,8 @@ def test_a_scorer_that_may_use_a_gpu_reads_at_the_files_rate(tmp_path, monkeypat
     (fut,) = ahead48._steps_ahead.values()
     assert fut.result(timeout=60) is not None
     assert ahead48.score(ref48, deg48).score == Scorer(device="cpu", workers=0).score(ref48, deg48).score
+    assert not ahead48._steps_ahead and not ahead48._ahead  # and used
+    assert not ahead._steps_ahead and not ahead._ahead
 
 
 def test_which_scorers_read_at_the_files_rate():
