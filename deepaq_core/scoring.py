@@ -664,7 +664,13 @@ class Scorer:
                     own = embs[j * n_ch : (j + 1) * n_ch]
                     levels = self._reference_levels(ref_embs, own)
                     guess = self._speculate(ref_embs, own, levels) if helper_idle() else None
-                    again, warps, moved = self._follow_samples(ref, ref_embs, own, pair, cal, levels, cancel, alone)
+                    try:
+                        again, warps, moved = self._follow_samples(ref, ref_embs, own, pair, cal, levels, cancel,
+                                                                   alone)
+                    except BaseException:  # cancelled or failed: the guess stops after its channel
+                        if guess is not None:
+                            guess[1].set()
+                        raise
                     parts = self._speculated(guess, own, again, warps, moved)
                     result = self._compose(ref_embs, again, ref_summary, deg_summary, pair, warps, moved, levels,
                                            parts)

@@ -525,3 +525,19 @@ def test_a_guess_is_taken_only_for_the_same_embeddings_and_an_identity_path():
     assert dropped[1].is_set()
     assert Scorer._speculated(guess(), embs, [embs[0], object()], [same, same], [None, None]) is None
     assert Scorer._speculated(guess(), embs, list(embs), [same, same], [None, object()]) is None
+
+
+def test_a_failed_time_path_stops_the_guess(files, monkeypatch):
+    from deepaq_core.errors import Cancelled
+
+    guesses = []
+    real = Scorer._speculate
+    monkeypatch.setattr(Scorer, "_speculate", lambda self, *a: guesses.append(real(self, *a)) or guesses[-1])
+
+    def cancelled(self, *a, **k):
+        raise Cancelled("Scoring was cancelled.")
+
+    monkeypatch.setattr(Scorer, "_follow_samples", cancelled)
+    with pytest.raises(Cancelled):
+        Scorer(device="cpu", workers=2).score(files["ref"], files["lp"])
+    assert len(guesses) == 1 and guesses[0][1].is_set()
