@@ -5,7 +5,8 @@ The numpy/scipy/soxr versions (:mod:`~deepaq_core.audio.resample`,
 whose model runs on a CUDA GPU computes these here instead, in float64 on the GPU, so that long
 signals do not wait for the host's cores. Loudness and alignment agree with the CPU's to about
 1e-12 relative; the resampler is another filter than soxr's and agrees with it to about 70 dB
-SNR on music (scores within 0.0005 points on the 44.1 kHz dev sets; tests).
+SNR on music (tests). All of it, run on torch's CPU device, scores the 219 development pairs
+within 0.0001 points of the CPU path.
 
 Written by hand because no installed library does these on a GPU (torchaudio, whose
 ``resample`` and ``lfilter`` would, has no build for this torch): the K-weighting filter is an IIR
