@@ -723,17 +723,14 @@ class Scorer:
         from deepaq_core.timewarp import realign_samples
 
         s = self.settings
-        cfg = self.loaded.bundle.card.get("local_alignment") if s.follow_time else None
-        spec = DistanceSpec.from_card(self.loaded.bundle.card)
         moved = [None] * len(deg_embs)
-        if not cfg or not spec.pooled_frames:
+        grid = self._grid(deg_embs) if self._follows() else None
+        if grid is None:
             return deg_embs, None, moved
+        cfg = self.loaded.bundle.card["local_alignment"]
         fr = self.loaded.model.frame_rate
         hop = int(self.loaded.model.hop_length)
-        idx = np.flatnonzero(deg_embs[0].valid)
-        if idx.size == 0:
-            return deg_embs, None, moved
-        first, stop = int(idx[0]), int(idx[-1]) + 1
+        first, stop = grid[:2]
         first_s = max(0, -pair.alignment.lag_samples)
         # One path for all channels: time moves alike in every channel (a lost packet, a codec's
         # delay), and the channels together are firmer evidence than each alone. Each channel
